@@ -1,0 +1,113 @@
+"""Celery configuration, loaded with `app.config_from_object("celeryconfig")`.
+
+Every value comes from `worker.settings.Settings`; nothing here reads the environment directly.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from worker import contract
+from worker.settings import VAR_DIR, get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.celery_broker_url
+result_backend = _settings.celery_result_backend
+
+# JSON only on the wire: a pickle payload is refused, so no sender can run code in the worker.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# At-least-once delivery: ack after the task returns, requeue when a prefork child dies, and hold
+# only one unstarted message per process so a crash strands as little as possible.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+# After a broker connection loss, late-ack tasks still running would be redelivered to another
+# worker; cancel them here instead of running them twice.
+worker_cancel_long_running_tasks_on_connection_loss = True
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+
+_redis_options: dict[str, Any] = {
+    "visibility_timeout": _settings.visibility_timeout,
+    "unacked_restore_interval": _settings.unacked_restore_interval,
+    # Make the interval above the whole sweep period (the default scans only every 10th tick).
+    "unacked_restore_throttle": 1,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+_sqla_options: dict[str, Any] = {"polling_interval": 0.2}
+broker_transport_options = (
+    _sqla_options if _settings.celery_broker_url.startswith("sqla+") else _redis_options
+)
+result_backend_transport_options = {
+    "visibility_timeout": _settings.visibility_timeout,
+    # Reconnecting the result subscription: about 2 s of tries, not the 20 s default, so a
+    # producer facing a dead Redis raises promptly (and recovers on its next call).
+    "retry_policy": {
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    },
+}
+redis_socket_timeout = 10
+redis_socket_connect_timeout = 5
+redis_backend_health_check_interval = 10
+result_backend_always_retry = True
+result_backend_max_retries = 10
+# Backoff between result-store retries: 10 ms doubling to at most 1 s, about 3 s in all, so a
+# producer facing a dead Redis fails quickly instead of waiting out the 10 s default steps.
+result_backend_max_sleep_between_retries_ms = 1000
+
+task_soft_time_limit = _settings.task_soft_time_limit
+task_time_limit = _settings.task_time_limit
+result_expires = timedelta(seconds=_settings.result_expires)
+result_extended = True
+task_track_started = True
+
+task_default_queue = contract.QUEUE
+task_create_missing_queues = True
+
+# Events for Flower: workers emit task events, producers emit "sent" so queued tasks show too.
+worker_send_task_events = True
+task_send_sent_event = True
+
+worker_hijack_root_logger = True
+worker_log_format = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+worker_task_log_format = (
+    "%(asctime)s %(levelname)s %(processName)s %(task_name)s[%(task_id)s]: %(message)s"
+)
+
+include = [
+    "worker.lifecycle",
+    "tasks.articles",
+    "tasks.maintenance",
+    *_settings.task_modules,
+]
+
+beat_schedule_filename = str(VAR_DIR / "celerybeat-schedule")
+beat_schedule = {
+    "run-pipeline": {
+        "task": contract.RUN_PIPELINE,
+        "schedule": timedelta(seconds=_settings.pipeline_interval_seconds),
+        "kwargs": {"batch_size": _settings.pipeline_batch_size},
+        # A tick that waited longer than its interval is stale: the next one will do the work.
+        "options": {"expires": _settings.pipeline_interval_seconds},
+    },
+    "reap-stale-claims": {
+        "task": contract.REAP_STALE,
+        "schedule": timedelta(seconds=_settings.reaper_interval_seconds),
+        "options": {"expires": _settings.reaper_interval_seconds},
+    },
+}

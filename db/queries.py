@@ -1,0 +1,326 @@
+"""Keyword-only async query functions. They take a session and never commit: the caller decides
+the transaction. They work on PostgreSQL and on the embedded SQLite database alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, case, func, literal, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Article, PipelineRun
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing decided for one claimed article: `done` with fields, or `failed`."""
+
+    id: int
+    status: Literal["done", "failed"]
+    word_count: int | None = None
+    reading_time_seconds: int | None = None
+    summary: str | None = None
+    keywords: list[str] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    returned: int
+    failed: int
+
+
+def _dialect(session: AsyncSession) -> str:
+    bind = session.bind
+    assert bind is not None, "sessions here are always bound to an engine"
+    return bind.dialect.name
+
+
+def _seconds_ago(session: AsyncSession, seconds: float) -> ColumnElement[Any]:
+    # Use the database's clock on both sides of the comparison: worker hosts may disagree.
+    if _dialect(session) == "sqlite":
+        return func.datetime("now", f"-{float(seconds)} seconds")
+    return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
+
+
+async def insert_article(
+    session: AsyncSession,
+    *,
+    title: str,
+    body: str,
+    source_url: str | None,
+    external_id: str | None,
+) -> tuple[int, bool]:
+    """Insert a pending article; return `(id, created)`.
+
+    With an `external_id` that already exists, nothing is written and the existing id comes back
+    with `created=False`, so a redelivered or repeated ingest has exactly one effect.
+    """
+    values = {"title": title, "body": body, "source_url": source_url, "external_id": external_id}
+    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    stmt = insert(Article).values(**values)
+    if external_id is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["external_id"])
+    new_id = (await session.execute(stmt.returning(Article.id))).scalar_one_or_none()
+    if new_id is not None:
+        return new_id, True
+    existing = await session.execute(select(Article.id).where(Article.external_id == external_id))
+    return existing.scalar_one(), False
+
+
+async def claim_pending(session: AsyncSession, *, limit: int, token: str) -> list[Claimed]:
+    """Claim up to `limit` pending articles, oldest first, for the holder of `token`.
+
+    `FOR UPDATE SKIP LOCKED` lets any number of workers claim at once without waiting on each
+    other or ever claiming the same row; SQLite has no row locks and serialises writers instead.
+    """
+    pending = (
+        select(Article.id)
+        .where(Article.status == "pending")
+        .order_by(Article.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return await _claim(session, Article.id.in_(pending) & (Article.status == "pending"), token)
+
+
+async def claim_article(session: AsyncSession, *, article_id: int, token: str) -> Claimed | None:
+    """Claim one article if it is pending; None if it is not (done, failed, or held by another)."""
+    return next(
+        iter(
+            await _claim(session, (Article.id == article_id) & (Article.status == "pending"), token)
+        ),
+        None,
+    )
+
+
+async def _claim(session: AsyncSession, where: ColumnElement[bool], token: str) -> list[Claimed]:
+    stmt = (
+        update(Article)
+        .where(where)
+        .values(
+            status="processing",
+            claim_token=token,
+            claimed_at=func.now(),
+            attempts=Article.attempts + 1,
+            updated_at=func.now(),
+        )
+        .returning(Article.id, Article.body, Article.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(stmt)).all()
+    return sorted((Claimed(id=r.id, body=r.body, attempts=r.attempts) for r in rows), key=_by_id)
+
+
+def _by_id(claimed: Claimed) -> int:
+    return claimed.id
+
+
+_WRITE_PG = text(
+    """
+    UPDATE articles AS a SET
+        status = v.status,
+        word_count = v.word_count,
+        reading_time_seconds = v.reading_time_seconds,
+        summary = v.summary,
+        keywords = v.keywords,
+        error = v.error,
+        times_processed = a.times_processed + 1,
+        processed_at = now(),
+        updated_at = now(),
+        claim_token = NULL
+    FROM jsonb_to_recordset(CAST(:doc AS jsonb)) AS v(
+        id bigint, status text, word_count int, reading_time_seconds int,
+        summary text, keywords jsonb, error text)
+    WHERE a.id = v.id AND a.claim_token = :token AND a.status = 'processing'
+    RETURNING a.id, a.status
+    """
+)
+
+_WRITE_SQLITE = text(
+    """
+    UPDATE articles SET
+        status = json_extract(v.value, '$.status'),
+        word_count = json_extract(v.value, '$.word_count'),
+        reading_time_seconds = json_extract(v.value, '$.reading_time_seconds'),
+        summary = json_extract(v.value, '$.summary'),
+        keywords = json_extract(v.value, '$.keywords'),
+        error = json_extract(v.value, '$.error'),
+        times_processed = times_processed + 1,
+        processed_at = CURRENT_TIMESTAMP,
+        updated_at = CURRENT_TIMESTAMP,
+        claim_token = NULL
+    FROM json_each(:doc) AS v
+    WHERE articles.id = json_extract(v.value, '$.id')
+      AND articles.claim_token = :token AND articles.status = 'processing'
+    RETURNING articles.id, articles.status
+    """
+)
+
+
+async def write_outcomes(
+    session: AsyncSession, *, token: str, outcomes: Sequence[Outcome]
+) -> dict[int, str]:
+    """Write a batch of outcomes in one statement; return `{id: status}` of the rows written.
+
+    A row is written only while the claim `token` still holds it: if the reaper returned the
+    article after a lease expired and another worker claimed it, this write is a no-op, so an
+    article's results are written once however many workers touched it.
+    """
+    if not outcomes:
+        return {}
+    doc = json.dumps(
+        [
+            {
+                "id": o.id,
+                "status": o.status,
+                "word_count": o.word_count,
+                "reading_time_seconds": o.reading_time_seconds,
+                "summary": o.summary,
+                "keywords": o.keywords,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
+    )
+    stmt = _WRITE_PG if _dialect(session) == "postgresql" else _WRITE_SQLITE
+    rows = (await session.execute(stmt, {"doc": doc, "token": token})).all()
+    return {row.id: row.status for row in rows}
+
+
+async def get_article(session: AsyncSession, *, article_id: int) -> Article | None:
+    return await session.get(Article, article_id)
+
+
+async def reap_stale(session: AsyncSession, *, lease_seconds: float, max_attempts: int) -> Reaped:
+    """Return articles held in `processing` past their lease: to `pending`, or `failed` once they
+    have used `max_attempts` claims. A worker that died holding them never comes back for them.
+    """
+    exhausted = Article.attempts >= max_attempts
+    stmt = (
+        update(Article)
+        .where(
+            Article.status == "processing",
+            Article.claimed_at < _seconds_ago(session, lease_seconds),
+        )
+        .values(
+            status=case((exhausted, literal("failed")), else_=literal("pending")),
+            error=case(
+                (exhausted, literal(f"claim lease expired; gave up after {max_attempts} attempts")),
+                else_=Article.error,
+            ),
+            claim_token=None,
+            updated_at=func.now(),
+        )
+        .returning(Article.status)
+        .execution_options(synchronize_session=False)
+    )
+    statuses = (await session.execute(stmt)).scalars().all()
+    failed = sum(1 for s in statuses if s == "failed")
+    return Reaped(returned=len(statuses) - failed, failed=failed)
+
+
+async def abandon_stale_runs(session: AsyncSession, *, older_than_seconds: float) -> int:
+    """Mark runs still `running` long after any task could have (hard time limit) as abandoned."""
+    stmt = (
+        update(PipelineRun)
+        .where(
+            PipelineRun.status == "running",
+            PipelineRun.started_at < _seconds_ago(session, older_than_seconds),
+        )
+        .values(status="abandoned", finished_at=func.now(), error="worker lost while running")
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def retry_failed(session: AsyncSession) -> int:
+    """Put every failed article back to `pending` with a fresh attempt budget."""
+    stmt = (
+        update(Article)
+        .where(Article.status == "failed")
+        .values(status="pending", attempts=0, error=None, claim_token=None, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def start_run(
+    session: AsyncSession, *, task_id: str | None, batch_size: int, limit: int | None
+) -> int:
+    run = PipelineRun(task_id=task_id, batch_size=batch_size, limit=limit)
+    session.add(run)
+    await session.flush()
+    return run.id
+
+
+async def record_run_progress(
+    session: AsyncSession, *, run_id: int, claimed: int, succeeded: int, failed: int
+) -> None:
+    await session.execute(
+        update(PipelineRun)
+        .where(PipelineRun.id == run_id)
+        .values(claimed=claimed, succeeded=succeeded, failed=failed)
+    )
+
+
+async def finish_run(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    status: Literal["succeeded", "failed"],
+    claimed: int,
+    succeeded: int,
+    failed: int,
+    error: str | None = None,
+) -> None:
+    await session.execute(
+        update(PipelineRun)
+        .where(PipelineRun.id == run_id)
+        .values(
+            status=status,
+            claimed=claimed,
+            succeeded=succeeded,
+            failed=failed,
+            error=error,
+            finished_at=func.now(),
+        )
+    )
+
+
+async def get_run(session: AsyncSession, *, run_id: int) -> PipelineRun | None:
+    return await session.get(PipelineRun, run_id)
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Article.status, func.count()).group_by(Article.status))
+    counts = {"pending": 0, "processing": 0, "done": 0, "failed": 0}
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[PipelineRun]:
+    rows = await session.execute(select(PipelineRun).order_by(PipelineRun.id.desc()).limit(limit))
+    return list(rows.scalars())
+
+
+async def failed_articles(session: AsyncSession, *, limit: int = 20) -> list[Article]:
+    rows = await session.execute(
+        select(Article).where(Article.status == "failed").order_by(Article.id).limit(limit)
+    )
+    return list(rows.scalars())

@@ -1,0 +1,26 @@
+"""The base class of every public task: retry policy and which errors are expected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from worker.errors import ArticleRejected, InvalidPayload, TransientError
+from worker.settings import get_settings
+
+_settings = get_settings()
+
+
+class ArticleTask(Task[Any, Any]):
+    """Transient errors retry with exponential backoff and jitter; bad input fails at once."""
+
+    autoretry_for = (TransientError,)
+    retry_backoff = True
+    retry_backoff_max = _settings.task_retry_backoff_max
+    retry_jitter = True
+    max_retries = _settings.task_max_retries
+    # Expected failures: logged on one line without a traceback, never retried.
+    throws = (InvalidPayload, ArticleRejected)
+    # Validation happens in the task body, so a bad payload is a clear failure, not a TypeError.
+    typing = False

@@ -1,0 +1,49 @@
+"""Test-only tasks, loaded into workers through EXTRA_TASK_MODULES=tests.support.tasks.
+
+They cross the same bridge as the real tasks, so they exercise its cancellation and pools.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from worker import bridge
+from worker.celery_app import app
+
+
+async def _write_then_sleep(session: AsyncSession, *, article_id: int, seconds: float) -> str:
+    await session.execute(
+        text("UPDATE articles SET summary = 'written by slow_write' WHERE id = :id"),
+        {"id": article_id},
+    )
+    await session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+    await session.commit()
+    return "committed"
+
+
+@app.task(name="tests.slow_write")
+def slow_write(article_id: int, seconds: float) -> str:
+    """Write, then sleep inside the transaction, then commit: a soft time limit must stop it."""
+    return bridge.run_in_session(
+        functools.partial(_write_then_sleep, article_id=article_id, seconds=seconds)
+    )
+
+
+@app.task(name="tests.noop")
+def noop() -> None:
+    """An empty task: the Celery + broker ceiling for benchmarks."""
+
+
+async def _pid(session: AsyncSession) -> dict[str, Any]:
+    backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return {"backend_pid": backend}
+
+
+@app.task(name="tests.backend_pid")
+def backend_pid() -> dict[str, Any]:
+    """Which PostgreSQL backend served this call (connection reuse shows as a repeated pid)."""
+    return bridge.run_in_session(_pid)

@@ -1,0 +1,74 @@
+"""Process lifecycle: refuse unsupported pools, build the bridge after fork, dispose at shutdown.
+
+Loaded by the worker through `include` in celeryconfig, never by the producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery.signals import (
+    beat_init,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
+
+from worker import bridge
+from worker.errors import UnsupportedPool
+from worker.settings import get_settings, mask_url
+
+log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _check_pool(sender: Any = None, **_: Any) -> None:
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "") or ""
+    try:
+        bridge.refuse_green_threads(pool_name)
+    except UnsupportedPool as exc:
+        # Exceptions from signal receivers are only logged by Celery; SystemExit stops the worker.
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    # A prefork child runs one task at a time; a threads pool shares one process bridge.
+    threaded = "thread" in pool_name.lower()
+    bridge.configure_pool_size(concurrency if threaded else 1)
+
+
+@worker_ready.connect
+def _announce(**_: Any) -> None:
+    settings = get_settings()
+    log.info(
+        "articles worker ready: bridge=%s database=%s broker=%s",
+        settings.async_bridge,
+        mask_url(settings.database_url),
+        mask_url(settings.celery_broker_url),
+    )
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # Cheap and non-blocking (Celery kills a child that takes over 4 s here): no connection yet.
+    bridge.forget_inherited()
+
+
+@worker_process_shutdown.connect
+def _process_shutdown(**_: Any) -> None:
+    bridge.shutdown()
+
+
+@worker_shutdown.connect
+def _worker_shutdown(**_: Any) -> None:
+    # Under solo and threads pools the tasks ran in this process.
+    bridge.shutdown()
+
+
+@beat_init.connect
+def _beat_announce(**_: Any) -> None:
+    log.info("beat using broker %s", mask_url(get_settings().celery_broker_url))

@@ -1,0 +1,154 @@
+"""The one place configuration comes from: environment variables (and an optional `.env`).
+
+Every other module, `celeryconfig.py` included, reads `get_settings()` instead of `os.environ`,
+so a wrong value fails once, at start, with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+BridgeName = Literal["nullpool", "loop"]
+
+DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "amqp", "amqps")
+BACKEND_SCHEMES = ("redis", "rediss", "db+sqlite")
+
+# The embedded default: with no server configured, everything lives in files under ./var/.
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Configuration of the worker, the producer, beat and the CLI."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    celery_broker_url: str = Field(default="", validation_alias="CELERY_BROKER_URL")
+    celery_result_backend: str = Field(default="", validation_alias="CELERY_RESULT_BACKEND")
+    async_bridge: BridgeName = Field(default="nullpool", validation_alias="ASYNC_BRIDGE")
+
+    # Time limits apply to every task; the pipeline works in batches well inside them.
+    task_soft_time_limit: float = Field(default=300, gt=0, validation_alias="TASK_SOFT_TIME_LIMIT")
+    task_time_limit: float = Field(default=360, gt=0, validation_alias="TASK_TIME_LIMIT")
+    # Redis redelivers an unacknowledged message after this many seconds. It must exceed the
+    # longest task (the hard limit), or a still-running task is delivered a second time.
+    visibility_timeout: int = Field(default=900, gt=0, validation_alias="BROKER_VISIBILITY_TIMEOUT")
+    # How often a worker sweeps Redis's unacked hash for messages of dead workers (kombu >= 5.7).
+    unacked_restore_interval: int = Field(
+        default=30, gt=0, validation_alias="BROKER_UNACKED_RESTORE_INTERVAL"
+    )
+    result_expires: int = Field(default=86400, gt=0, validation_alias="RESULT_EXPIRES")
+
+    task_max_retries: int = Field(default=8, ge=0, validation_alias="TASK_MAX_RETRIES")
+    task_retry_backoff_max: int = Field(default=60, gt=0, validation_alias="TASK_RETRY_BACKOFF_MAX")
+
+    pipeline_interval_seconds: float = Field(
+        default=60, gt=0, validation_alias="PIPELINE_INTERVAL_SECONDS"
+    )
+    pipeline_batch_size: int = Field(
+        default=100, ge=1, le=10_000, validation_alias="PIPELINE_BATCH_SIZE"
+    )
+    # An article claimed longer ago than this is presumed held by a dead worker.
+    claim_lease_seconds: float = Field(default=120, gt=0, validation_alias="CLAIM_LEASE_SECONDS")
+    reaper_interval_seconds: float = Field(
+        default=30, gt=0, validation_alias="REAPER_INTERVAL_SECONDS"
+    )
+    max_attempts: int = Field(default=5, ge=1, validation_alias="MAX_ATTEMPTS")
+
+    # Extra task modules to load in the worker, comma separated (your own tasks, test helpers).
+    extra_task_modules: str = Field(default="", validation_alias="EXTRA_TASK_MODULES")
+
+    flower_basic_auth: str = Field(default="", validation_alias="FLOWER_BASIC_AUTH")
+    # Seconds the bridge waits for a cancelled coroutine to roll back before giving up on it.
+    bridge_cancel_timeout: float = Field(default=10, gt=0, validation_alias="BRIDGE_CANCEL_TIMEOUT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        return _check_scheme(value, DATABASE_SCHEMES)
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        return _check_scheme(value, BROKER_SCHEMES)
+
+    @field_validator("celery_result_backend")
+    @classmethod
+    def _backend_scheme(cls, value: str) -> str:
+        return _check_scheme(value, BACKEND_SCHEMES)
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        # Unset URLs fall back to files under ./var/, so a fresh clone runs with no servers.
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(VAR_DIR / 'articles.db').resolve()}"
+        if not self.celery_broker_url:
+            self.celery_broker_url = f"sqla+sqlite:///{(VAR_DIR / 'broker.db').resolve()}"
+        if not self.celery_result_backend:
+            self.celery_result_backend = f"db+sqlite:///{(VAR_DIR / 'results.db').resolve()}"
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT, or Redis redelivers "
+                "tasks that are still running"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when the database is the embedded SQLite file (single host, no broadcast)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def task_modules(self) -> list[str]:
+        return [m.strip() for m in self.extra_task_modules.split(",") if m.strip()]
+
+
+def _check_scheme(value: str, allowed: tuple[str, ...]) -> str:
+    if not value:
+        return value
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in allowed:
+        raise ValueError(f"scheme {scheme or '(none)'!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with any password replaced by `***`, for logs and output."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Load settings once; raise `ConfigurationError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        names = [str(part).upper() for part in error["loc"]]
+        where = ".".join(names) if names else "settings"
+        problems.append(f"{where}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
