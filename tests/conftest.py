@@ -49,13 +49,13 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url() -> str:
     """This run's own database, created empty and migrated to head."""
     asyncio.run(database.recreate(PG_ADMIN_URL, DB_NAME))
     from db.migrate import upgrade
 
     upgrade(DATABASE_URL)
-    yield DATABASE_URL
+    return DATABASE_URL
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +66,14 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def clean_db(database_url: str) -> str:
     """Empty tables before the test (identities restarted)."""
     asyncio.run(database.truncate(database_url))
     return database_url
 
 
-@pytest.fixture()
+@pytest.fixture
 def clean_redis(redis_client: redis.Redis) -> redis.Redis:
     """Delete this db's keys before the test, except kombu's queue bindings."""
     database.flush_redis(redis_client)
@@ -94,7 +94,7 @@ def celery_worker_parameters() -> dict[str, Any]:
     return {"queues": ("celery",), "shutdown_timeout": 30}
 
 
-@pytest.fixture()
+@pytest.fixture
 def live_worker(celery_session_worker: Any, clean_db: str, clean_redis: redis.Redis) -> Any:
     """An in-process worker (solo pool, in a thread) on real Redis and PostgreSQL, clean state."""
     return celery_session_worker
