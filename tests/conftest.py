@@ -1,7 +1,6 @@
 """Shared fixtures: a real PostgreSQL database and a real Redis db number of this run's own.
 
-The environment is set here, before any project module is imported, because settings are read
-once per process. Subprocess workers inherit the same environment through `service_env`.
+Subprocess workers get the same environment through `tests.support.env.service_env`.
 
 - `TEST_DATABASE_NAME` (default `articles_test`): dropped and created afresh for each run.
 - `TEST_REDIS_DB` (default 11): flushed before each test (kombu's queue bindings are kept, so the
@@ -11,41 +10,19 @@ once per process. Subprocess workers inherit the same environment through `servi
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from typing import Any
 
+import celery.contrib.testing.tasks  # noqa: F401 - registers celery.ping for the worker
 import pytest
+import redis
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_NAME = os.environ.get("TEST_DATABASE_NAME", "articles_test")
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "11"))
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_NAME}"
-
-TEST_ENV = {
-    "DATABASE_URL": DATABASE_URL,
-    "CELERY_BROKER_URL": REDIS_URL,
-    "CELERY_RESULT_BACKEND": REDIS_URL,
-    "ASYNC_BRIDGE": os.environ.get("ASYNC_BRIDGE", "nullpool"),
-    "EXTRA_TASK_MODULES": "tests.support.tasks",
-}
-os.environ.update(TEST_ENV)
-
-import celery.contrib.testing.tasks  # noqa: E402, F401 - registers celery.ping for the worker
-import redis  # noqa: E402
-
-from tests.support import database  # noqa: E402
+# Importing tests.support.env puts this run's servers into the environment; project modules
+# read settings lazily, in the fixtures below, so they see it.
+from tests.support import database
+from tests.support.env import DATABASE_URL, DB_NAME, PG_ADMIN_URL, REDIS_URL
 
 pytest_plugins = ("celery.contrib.pytest",)
-
-
-def service_env(**overrides: str) -> dict[str, str]:
-    """Environment for subprocesses (workers, CLI): this run's servers plus `overrides`."""
-    env = dict(os.environ)
-    env.update(TEST_ENV)
-    env.update(overrides)
-    return env
 
 
 @pytest.fixture(scope="session")
