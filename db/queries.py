@@ -86,15 +86,21 @@ async def claim_pending(session: AsyncSession, *, limit: int, token: str) -> lis
     `FOR UPDATE SKIP LOCKED` lets any number of workers claim at once without waiting on each
     other or ever claiming the same row; SQLite has no row locks and serialises writers instead.
     """
+    # A MATERIALIZED CTE runs the locking select once. As a plain `IN (subquery)`, PostgreSQL
+    # may plan it as the inner side of a semi join, rescan it per row and skip past the rows it
+    # just locked, so the UPDATE claimed every pending article instead of `limit`.
     pending = (
         select(Article.id)
         .where(Article.status == "pending")
         .order_by(Article.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("claimable")
+        .prefix_with("MATERIALIZED")
     )
-    return await _claim(session, Article.id.in_(pending) & (Article.status == "pending"), token)
+    return await _claim(
+        session, Article.id.in_(select(pending.c.id)) & (Article.status == "pending"), token
+    )
 
 
 async def claim_article(session: AsyncSession, *, article_id: int, token: str) -> Claimed | None:
