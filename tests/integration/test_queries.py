@@ -1,0 +1,294 @@
+"""The query functions of `db.queries` on real PostgreSQL, including real concurrent claimers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from db import queries
+from db.engine import make_sessionmaker
+from db.queries import Outcome
+from tests.integration.helpers import add_articles, run_in_session, run_with_engine, sql
+
+pytestmark = pytest.mark.integration
+
+
+def token() -> str:
+    return uuid.uuid4().hex
+
+
+def done(article_id: int, words: int = 3) -> Outcome:
+    return Outcome(
+        id=article_id,
+        status="done",
+        word_count=words,
+        reading_time_seconds=1,
+        summary="s.",
+        keywords=["alpha"],
+    )
+
+
+# --- insert_article ---------------------------------------------------------------------------
+
+
+def test_insert_is_idempotent_on_external_id(clean_db: str) -> None:
+    async def go(session: AsyncSession) -> list[tuple[int, bool]]:
+        results = [
+            await queries.insert_article(
+                session, title="t", body="b", source_url=None, external_id="ext-1"
+            )
+            for _ in range(3)
+        ]
+        await session.commit()
+        return results
+
+    (first_id, created), *repeats = run_in_session(go)
+    assert created is True
+    assert repeats == [(first_id, False), (first_id, False)]
+    assert sql("SELECT count(*) AS n FROM articles")[0]["n"] == 1
+
+
+def test_insert_without_external_id_always_creates(clean_db: str) -> None:
+    async def go(session: AsyncSession) -> list[tuple[int, bool]]:
+        results = [
+            await queries.insert_article(
+                session, title="t", body="b", source_url=None, external_id=None
+            )
+            for _ in range(2)
+        ]
+        await session.commit()
+        return results
+
+    (a, a_created), (b, b_created) = run_in_session(go)
+    assert a != b
+    assert (a_created, b_created) == (True, True)
+
+
+def test_concurrent_inserts_of_one_external_id_store_one_row(clean_db: str) -> None:
+    async def one(engine: AsyncEngine) -> tuple[int, bool]:
+        async with make_sessionmaker(engine)() as session:
+            result = await queries.insert_article(
+                session, title="t", body="b", source_url=None, external_id="same"
+            )
+            await session.commit()
+            return result
+
+    async def many(engine: AsyncEngine) -> list[tuple[int, bool]]:
+        return list(await asyncio.gather(*(one(engine) for _ in range(8))))
+
+    results = run_with_engine(many)
+    assert len({article_id for article_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+def test_rows_inserted_by_plain_sql_get_server_defaults(clean_db: str) -> None:
+    (article_id,) = add_articles(1)
+    row = sql("SELECT * FROM articles WHERE id = :id", id=article_id)[0]
+    assert row["status"] == "pending"
+    assert row["attempts"] == 0
+    assert row["times_processed"] == 0
+    assert row["created_at"] is not None
+    assert row["updated_at"] is not None
+    run = sql("INSERT INTO pipeline_runs (batch_size) VALUES (10) RETURNING *")[0]
+    assert (run["status"], run["claimed"], run["succeeded"], run["failed"]) == ("running", 0, 0, 0)
+    assert run["started_at"] is not None
+
+
+# --- claim_pending -----------------------------------------------------------------------------
+
+
+def test_claim_pending_takes_oldest_first_and_marks_them(clean_db: str) -> None:
+    ids = add_articles(5)
+    held_by = token()
+
+    async def go(session: AsyncSession) -> list[int]:
+        claimed = await queries.claim_pending(session, limit=3, token=held_by)
+        await session.commit()
+        return [c.id for c in claimed]
+
+    assert run_in_session(go) == ids[:3]
+    rows = sql("SELECT id, status, claim_token, attempts, claimed_at FROM articles ORDER BY id")
+    assert [r["status"] for r in rows] == ["processing"] * 3 + ["pending"] * 2
+    assert all(r["claim_token"] == held_by and r["attempts"] == 1 for r in rows[:3])
+    assert all(r["claimed_at"] is not None for r in rows[:3])
+
+
+async def _claim_and_hold(engine: AsyncEngine, limit: int, barrier: asyncio.Barrier) -> list[int]:
+    """Claim inside a transaction that stays open until every claimer has claimed."""
+    async with make_sessionmaker(engine)() as session:
+        claimed = await queries.claim_pending(session, limit=limit, token=token())
+        await barrier.wait()
+        await session.commit()
+        return [c.id for c in claimed]
+
+
+def test_open_claims_skip_each_others_rows(clean_db: str) -> None:
+    """All claimers hold their row locks at once: SKIP LOCKED must hand each different rows.
+
+    Without SKIP LOCKED the second claimer would block on the first one's locks and the barrier
+    would never be reached (the test times out); without the lock, they would share rows.
+    """
+    ids = add_articles(50)
+    claimers, limit = 6, 7
+
+    async def go(engine: AsyncEngine) -> list[list[int]]:
+        barrier = asyncio.Barrier(claimers)
+        return list(
+            await asyncio.gather(
+                *(_claim_and_hold(engine, limit, barrier) for _ in range(claimers))
+            )
+        )
+
+    batches = run_with_engine(go, timeout=20)
+    flat = [i for batch in batches for i in batch]
+    assert all(len(batch) == limit for batch in batches)
+    assert len(flat) == len(set(flat)) == claimers * limit
+    assert set(flat) <= set(ids)
+
+
+def test_concurrent_claimers_drain_the_queue_exactly_once(clean_db: str) -> None:
+    ids = add_articles(400)
+
+    async def drain(engine: AsyncEngine) -> list[int]:
+        mine: list[int] = []
+        maker = make_sessionmaker(engine)
+        while True:
+            async with maker() as session:
+                claimed = await queries.claim_pending(session, limit=9, token=token())
+                await session.commit()
+            if not claimed:
+                return mine
+            mine.extend(c.id for c in claimed)
+
+    async def go(engine: AsyncEngine) -> list[list[int]]:
+        return list(await asyncio.gather(*(drain(engine) for _ in range(8))))
+
+    per_claimer = run_with_engine(go, timeout=60)
+    flat = [i for ids_ in per_claimer for i in ids_]
+    assert sorted(flat) == ids  # every article claimed, none twice
+    assert sum(1 for ids_ in per_claimer if ids_) > 1  # the claimers really overlapped
+    assert sql("SELECT DISTINCT attempts FROM articles") == [{"attempts": 1}]
+
+
+def test_claim_article_only_takes_a_pending_article(clean_db: str) -> None:
+    (article_id,) = add_articles(1)
+
+    async def claim(session: AsyncSession) -> object:
+        claimed = await queries.claim_article(session, article_id=article_id, token=token())
+        await session.commit()
+        return claimed
+
+    first = run_in_session(claim)
+    assert first is not None
+    assert run_in_session(claim) is None  # already processing
+
+
+# --- write_outcomes ----------------------------------------------------------------------------
+
+
+def _claim_all(held_by: str) -> list[int]:
+    async def go(session: AsyncSession) -> list[int]:
+        claimed = await queries.claim_pending(session, limit=100, token=held_by)
+        await session.commit()
+        return [c.id for c in claimed]
+
+    return run_in_session(go)
+
+
+def _write(held_by: str, outcomes: list[Outcome]) -> dict[int, str]:
+    async def go(session: AsyncSession) -> dict[int, str]:
+        written = await queries.write_outcomes(session, token=held_by, outcomes=outcomes)
+        await session.commit()
+        return written
+
+    return run_in_session(go)
+
+
+def test_write_outcomes_applies_while_the_claim_holds(clean_db: str) -> None:
+    held_by = token()
+    add_articles(2)
+    a, b = _claim_all(held_by)
+    written = _write(held_by, [done(a, words=7), Outcome(id=b, status="failed", error="bad")])
+    assert written == {a: "done", b: "failed"}
+    rows = {r["id"]: r for r in sql("SELECT * FROM articles")}
+    assert rows[a]["status"] == "done"
+    assert rows[a]["word_count"] == 7
+    assert rows[a]["keywords"] == ["alpha"]
+    assert rows[a]["claim_token"] is None
+    assert rows[a]["processed_at"] is not None
+    assert rows[b]["status"] == "failed"
+    assert rows[b]["error"] == "bad"
+    assert rows[a]["times_processed"] == rows[b]["times_processed"] == 1
+
+
+def test_write_outcomes_is_a_no_op_once_the_claim_is_lost(clean_db: str) -> None:
+    add_articles(1)
+    old_holder, new_holder = token(), token()
+    (article_id,) = _claim_all(old_holder)
+    # The lease expired, the reaper returned the article, another worker claimed it.
+    sql("UPDATE articles SET claimed_at = now() - interval '1 hour' WHERE id = :id", id=article_id)
+    _reap(lease_seconds=60, max_attempts=5)
+    assert _claim_all(new_holder) == [article_id]
+
+    assert _write(old_holder, [done(article_id, words=1)]) == {}
+    assert _write(new_holder, [done(article_id, words=2)]) == {article_id: "done"}
+    # Once done, a late write by any holder changes nothing.
+    assert _write(new_holder, [done(article_id, words=3)]) == {}
+    row = sql("SELECT word_count, times_processed FROM articles")[0]
+    assert row == {"word_count": 2, "times_processed": 1}
+
+
+def test_write_outcomes_with_nothing_to_write(clean_db: str) -> None:
+    assert _write(token(), []) == {}
+
+
+# --- reap_stale --------------------------------------------------------------------------------
+
+
+def _reap(*, lease_seconds: float, max_attempts: int) -> queries.Reaped:
+    async def go(session: AsyncSession) -> queries.Reaped:
+        reaped = await queries.reap_stale(
+            session, lease_seconds=lease_seconds, max_attempts=max_attempts
+        )
+        await session.commit()
+        return reaped
+
+    return run_in_session(go)
+
+
+def test_reap_stale_returns_expired_claims_and_fails_exhausted_ones(clean_db: str) -> None:
+    fresh, expired, exhausted, pending = add_articles(4)
+    _claim_all(token())
+    sql("UPDATE articles SET status = 'pending', claim_token = NULL WHERE id = :id", id=pending)
+    sql(
+        "UPDATE articles SET claimed_at = now() - interval '10 minutes' WHERE id IN (:a, :b)",
+        a=expired,
+        b=exhausted,
+    )
+    sql("UPDATE articles SET attempts = 3 WHERE id = :id", id=exhausted)
+
+    reaped = _reap(lease_seconds=120, max_attempts=3)
+
+    assert (reaped.returned, reaped.failed) == (1, 1)
+    rows = {r["id"]: r for r in sql("SELECT id, status, claim_token, error FROM articles")}
+    assert rows[fresh]["status"] == "processing"  # lease not expired: left alone
+    assert rows[expired]["status"] == "pending"
+    assert rows[expired]["claim_token"] is None
+    assert rows[exhausted]["status"] == "failed"
+    assert "gave up after 3 attempts" in str(rows[exhausted]["error"])
+    assert rows[pending]["status"] == "pending"
+    assert _reap(lease_seconds=120, max_attempts=3) == queries.Reaped(returned=0, failed=0)
+
+
+def test_count_by_status_reports_every_status(clean_db: str) -> None:
+    add_articles(3)
+    _claim_all(token())
+    sql("UPDATE articles SET status = 'done' WHERE id = 1")
+
+    async def go(session: AsyncSession) -> dict[str, int]:
+        return await queries.count_by_status(session)
+
+    assert run_in_session(go) == {"pending": 0, "processing": 2, "done": 1, "failed": 0}
