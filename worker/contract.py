@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -43,8 +44,11 @@ MAX_ID: Final = 2**63 - 1
 _url_adapter: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
-def _storable(value: str) -> str:
+def _storable(value: Any) -> Any:
     # PostgreSQL text cannot hold NUL, and a lone surrogate (from JSON "\ud800") is not UTF-8.
+    # Runs before the str check, whose own message for a surrogate is an opaque parse error.
+    if not isinstance(value, str):
+        return value  # the strict str check names the wrong type
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
     try:
@@ -65,12 +69,15 @@ def _http_url(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_storable)]
-Title = Annotated[Text, Field(min_length=1, max_length=MAX_TITLE_CHARS), AfterValidator(_not_blank)]
-Body = Annotated[Text, Field(min_length=1, max_length=MAX_BODY_CHARS), AfterValidator(_not_blank)]
-SourceUrl = Annotated[Text, Field(max_length=MAX_URL_CHARS), AfterValidator(_http_url)]
+# Length limits sit on the str itself, so their message reads "String should have at most N
+# characters" (after a custom validator it would read "Value should have at most N items").
+Storable = BeforeValidator(_storable)
+NotBlank = AfterValidator(_not_blank)
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS), Storable, NotBlank]
+Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), Storable, NotBlank]
+SourceUrl = Annotated[str, Field(max_length=MAX_URL_CHARS), Storable, AfterValidator(_http_url)]
 ExternalId = Annotated[
-    Text, Field(min_length=1, max_length=MAX_EXTERNAL_ID_CHARS), AfterValidator(_not_blank)
+    str, Field(min_length=1, max_length=MAX_EXTERNAL_ID_CHARS), Storable, NotBlank
 ]
 
 
