@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from worker import contract
+from worker import backend, contract
 from worker.settings import VAR_DIR, get_settings
 
 _settings = get_settings()
+# The embedded default's SQLite files live under ./var/; SQLite does not create directories.
+backend.prepare_dirs(_settings)
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
@@ -46,7 +48,9 @@ _redis_options: dict[str, Any] = {
     "interval_step": 0.5,
     "interval_max": 2,
 }
-_sqla_options: dict[str, Any] = {"polling_interval": 0.2}
+# kombu's SQLAlchemy transport hands every transport option to create_engine(), which refuses
+# unknown ones (polling_interval included): the embedded broker keeps kombu's 1 s poll.
+_sqla_options: dict[str, Any] = {}
 broker_transport_options = (
     _sqla_options if _settings.celery_broker_url.startswith("sqla+") else _redis_options
 )
