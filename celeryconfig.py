@@ -95,6 +95,7 @@ worker_task_log_format = (
 
 include = [
     "worker.lifecycle",
+    "worker.tasklog",
     "tasks.articles",
     "tasks.maintenance",
     *_settings.task_modules,

@@ -1,0 +1,96 @@
+"""Worker logs that read at a glance: every line logged while a task runs names the task, and each
+task ends with exactly one outcome line carrying its duration.
+
+Celery's own outcome lines give a duration only on success ("succeeded in 0.01s"), not on failure
+or retry; this module logs one line for every outcome instead and raises Celery's trace logger to
+WARNING, so unexpected failures still get their traceback. Loaded by workers through `include`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import Any
+
+from celery.signals import after_setup_logger, task_postrun, task_prerun
+
+log = logging.getLogger("worker.tasks")
+
+# A context variable, not Celery's thread-local current task: the bridge copies the context into
+# the thread where the coroutine runs, so lines logged there name their task too.
+_current: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "articles_task", default=None
+)
+_started: dict[str, tuple[float, contextvars.Token[tuple[str, str] | None]]] = {}
+
+OUTCOME_WORDS = {
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "RETRY": "retry",
+    "REJECTED": "rejected",
+}
+RESULT_CHARS = 200
+
+
+class TaskContextFormatter(logging.Formatter):
+    """Wraps a handler's formatter: appends `name[id]` to lines logged inside a task."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        current = _current.get()
+        if current is None or current[1] in text:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first} [{current[0]}[{current[1]}]]{newline}{rest}"
+
+
+@after_setup_logger.connect
+def _wrap_formatters(logger: logging.Logger | None = None, **_: Any) -> None:
+    for handler in (logger or logging.getLogger()).handlers:
+        if handler.formatter is not None and not isinstance(
+            handler.formatter, TaskContextFormatter
+        ):
+            handler.setFormatter(TaskContextFormatter(handler.formatter))
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
+@task_prerun.connect
+def _started_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    token = _current.set((getattr(task, "name", "?"), task_id))
+    _started[task_id] = (time.monotonic(), token)
+
+
+@task_postrun.connect
+def _finished_task(
+    task_id: str | None = None,
+    task: Any = None,
+    retval: Any = None,
+    state: str | None = None,
+    **_: Any,
+) -> None:
+    if task_id is None or task_id not in _started:
+        return
+    began, token = _started.pop(task_id)
+    seconds = time.monotonic() - began
+    name = getattr(task, "name", "?")
+    word = OUTCOME_WORDS.get(state or "", (state or "ended").lower())
+    detail = _describe(retval)
+    level = logging.INFO if state in ("SUCCESS", "RETRY") else logging.WARNING
+    log.log(level, "Task %s[%s] %s in %.3fs: %s", name, task_id, word, seconds, detail)
+    try:
+        _current.reset(token)
+    except ValueError:  # set in another context (cannot happen in one worker thread)
+        _current.set(None)
+
+
+def _describe(value: Any) -> str:
+    is_error = isinstance(value, BaseException)
+    text = " ".join((f"{type(value).__name__}: {value}" if is_error else repr(value)).split())
+    return text if len(text) <= RESULT_CHARS else text[: RESULT_CHARS - 1] + "…"
