@@ -1,0 +1,205 @@
+"""Reliability fixtures: private PostgreSQL and Redis servers, subprocess workers, fast timings.
+
+One private PostgreSQL cluster serves the session (each test gets a fresh database copied from a
+migrated template); each test gets its own private `redis-server`. Tests may stop, restart or
+kill them freely: the shared servers are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from celery import Celery
+
+from tests.support import processes
+from tests.support.env import service_env
+from tests.support.servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
+
+TEMPLATE_DB = "articles_template"
+# A role that must log in with its password (scram-sha-256): lets a test look for it in output.
+APP_USER = "app"
+APP_PASSWORD = "pg-Secret-8c1f"
+
+# Short leases and timeouts so a lost worker is recovered in seconds, not minutes. The
+# production defaults and their reasons are in worker/settings.py and the README.
+FAST_RECOVERY = {
+    "TASK_SOFT_TIME_LIMIT": "6",
+    "TASK_TIME_LIMIT": "8",
+    "BROKER_VISIBILITY_TIMEOUT": "10",
+    "BROKER_UNACKED_RESTORE_INTERVAL": "1",
+    "CLAIM_LEASE_SECONDS": "3",
+    "REAPER_INTERVAL_SECONDS": "1",
+    "PIPELINE_INTERVAL_SECONDS": "3600",
+    "TASK_RETRY_BACKOFF_MAX": "4",
+    "MAX_ATTEMPTS": "5",
+}
+
+BODY = (
+    "Reliable workers process every article exactly once. Crashes, outages and bad input "
+    "must never lose a job or run it twice. Articles carry words for the keyword counter."
+)
+
+
+def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement on a fresh connection (plain asyncpg URL)."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private cluster with a migrated template database and a password-protected role."""
+    from db.migrate import upgrade
+
+    with private_postgres() as pg:
+        admin = pg.admin_url()
+        sql(admin, f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
+        sql(admin, f"CREATE DATABASE {TEMPLATE_DB}")
+        upgrade(pg.url(TEMPLATE_DB))
+        template = admin.rsplit("/", 1)[0] + f"/{TEMPLATE_DB}"
+        sql(template, f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {APP_USER}")
+        sql(template, f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {APP_USER}")
+        yield pg
+
+
+@dataclass
+class Stack:
+    """One test's servers: a fresh database on the private cluster and a private Redis."""
+
+    pg: PrivatePostgres
+    redis: PrivateRedis
+    database: str
+    log_dir: Path
+
+    @property
+    def database_url(self) -> str:
+        return self.pg.url(self.database)
+
+    @property
+    def plain_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg.port}/{self.database}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        base = {
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.redis.url(),
+            "CELERY_RESULT_BACKEND": self.redis.url(),
+            **FAST_RECOVERY,
+        }
+        return service_env(**{**base, **overrides})
+
+    def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return sql(self.plain_url, query, *args)
+
+    def add_articles(self, count: int, body: str = BODY) -> None:
+        self.sql(
+            "INSERT INTO articles (title, body) SELECT 'article ' || g, $1 "
+            "FROM generate_series(1, $2) AS g",
+            body,
+            count,
+        )
+
+    def counts(self) -> dict[str, int]:
+        rows = self.sql("SELECT status, count(*) AS n FROM articles GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+    def times_processed(self) -> dict[int, int]:
+        """{times_processed: number of articles}: {1: N} means each was written exactly once."""
+        rows = self.sql("SELECT times_processed AS t, count(*) AS n FROM articles GROUP BY 1")
+        return {r["t"]: r["n"] for r in rows}
+
+    def wait_for(
+        self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+    ) -> float:
+        """Poll `check` until true; return the seconds it took. Fails with `what` on timeout."""
+        start = time.monotonic()
+        while not check():
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(interval)
+        return time.monotonic() - start
+
+    def all_done(self, total: int) -> Callable[[], bool]:
+        return lambda: self.counts().get("done", 0) == total
+
+    @contextlib.contextmanager
+    def worker(self, env: dict[str, str] | None = None, **kwargs: Any) -> Iterator[processes.Proc]:
+        with processes.celery_worker(env or self.env(), self.log_dir, **kwargs) as proc:
+            yield proc
+
+    @contextlib.contextmanager
+    def beat(self, env: dict[str, str] | None = None) -> Iterator[processes.Proc]:
+        schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.db"
+        with processes.celery_beat(env or self.env(), self.log_dir, schedule) as proc:
+            yield proc
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Celery]:
+        """A producer-side Celery app on this test's broker (the project's configuration).
+
+        Celery reads CELERY_BROKER_URL and CELERY_RESULT_BACKEND from the environment before its
+        own configuration, and the test session's environment names the shared servers: point
+        them at the private ones while the app is in use.
+        """
+        urls = {"CELERY_BROKER_URL": self.redis.url(), "CELERY_RESULT_BACKEND": self.redis.url()}
+        saved = {key: os.environ.get(key) for key in urls}
+        os.environ.update(urls)
+        app = Celery("reliability-client")
+        app.config_from_object("celeryconfig")
+        app.conf.update(broker_url=self.redis.url(), result_backend=self.redis.url())
+        try:
+            yield app
+        finally:
+            app.close()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _new_database(pg: PrivatePostgres) -> str:
+    name = f"rel_{uuid.uuid4().hex[:10]}"
+    sql(pg.admin_url(), f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return name
+
+
+@pytest.fixture
+def stack(private_pg: PrivatePostgres, tmp_path: Path) -> Iterator[Stack]:
+    """Fresh database + private Redis for one test; both gone afterwards."""
+    name = _new_database(private_pg)
+    with private_redis(appendonly=True) as broker:
+        yield Stack(pg=private_pg, redis=broker, database=name, log_dir=tmp_path / "logs")
+    with contextlib.suppress(Exception):
+        sql(private_pg.admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def module_stack(
+    private_pg: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Like `stack`, shared by a module (one long-lived worker for many examples)."""
+    name = _new_database(private_pg)
+    with private_redis() as broker:
+        yield Stack(
+            pg=private_pg, redis=broker, database=name, log_dir=tmp_path_factory.mktemp("logs")
+        )
+    with contextlib.suppress(Exception):
+        sql(private_pg.admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

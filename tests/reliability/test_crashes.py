@@ -1,0 +1,133 @@
+"""Workers that die: the whole worker SIGKILLed mid-run, one prefork child SIGKILLed mid-task,
+and several workers racing over the same articles. Evidence of "not twice" is the
+`times_processed` counter, incremented by every result write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+
+import asyncpg
+import pytest
+
+from tests.reliability.conftest import Stack
+from worker import contract
+
+pytestmark = pytest.mark.reliability
+
+
+def test_worker_killed_mid_run_loses_nothing_and_repeats_nothing(stack: Stack) -> None:
+    total = 2000
+    stack.add_articles(total)
+    # Beat (reaper every 1 s, a pipeline run every 2 s) starts after the kill, so the only run
+    # before it is ours: its message is the one the kill strands in Redis's unacked hash.
+    env = stack.env(PIPELINE_INTERVAL_SECONDS="2")
+    with stack.client() as app:
+        with stack.worker(env, name="doomed", concurrency=1) as doomed:
+            # Small batches: many claim/write transactions for the kill to land in.
+            first = app.send_task(contract.RUN_PIPELINE, kwargs={"batch_size": 10})
+            asyncio.run(asyncio.wait_for(_wait_mid_batch(stack.plain_url, done=total // 4), 60))
+            doomed.kill()
+            killed_at = time.monotonic()
+        at_kill = stack.counts()
+        # Killed holding a claimed batch: only the reaper's lease can return those rows.
+        assert at_kill.get("processing", 0) > 0, at_kill
+
+        with stack.beat(env), stack.worker(env, name="survivor") as survivor:
+            stack.wait_for(stack.all_done(total), 90, "every article done")
+            recovered = time.monotonic() - killed_at
+            # After the visibility timeout the survivor restores the killed run's message from
+            # the unacked hash and runs it again: it claims only what is still pending, if any.
+            stack.wait_for(lambda: first.state == "SUCCESS", 60, f"redelivery of {first.id}")
+            redelivered_after = time.monotonic() - killed_at
+            redelivered = first.result
+            reaped = sum(int(n) for n in re.findall(r"'returned': (\d+)", survivor.log()))
+
+    print(
+        f"\nat SIGKILL: {at_kill}; all {total} done {recovered:.1f}s after it (new worker start "
+        f"included); the killed run was redelivered and finished after {redelivered_after:.1f}s: "
+        f"{redelivered}"
+    )
+    assert reaped == at_kill["processing"]
+    assert redelivered["claimed"] < total - at_kill.get("done", 0)
+    assert stack.counts() == {"done": total}
+    assert stack.times_processed() == {1: total}
+
+
+async def _wait_mid_batch(url: str, *, done: int) -> None:
+    """Return once `done` articles are done and a batch is claimed but not yet written."""
+    query = (
+        "SELECT count(*) FILTER (WHERE status = 'done') >= $1 "
+        "AND count(*) FILTER (WHERE status = 'processing') > 0 FROM articles"
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        while not await conn.fetchval(query, done):  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.002)
+    finally:
+        await conn.close()
+
+
+def test_prefork_child_killed_mid_task_is_requeued_and_completes_once(stack: Stack) -> None:
+    stack.add_articles(3)
+    loop = asyncio.new_event_loop()
+    # Hold the article's row lock so process_article is provably inside its transaction when
+    # its process dies (its claim UPDATE waits on the lock).
+    holder = loop.run_until_complete(asyncpg.connect(stack.plain_url))
+    tx = holder.transaction()
+    loop.run_until_complete(tx.start())
+    loop.run_until_complete(holder.execute("SELECT 1 FROM articles WHERE id = 1 FOR UPDATE"))
+    try:
+        with stack.client() as app, stack.worker(concurrency=1) as worker:
+            result = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
+            stack.wait_for(lambda: _waiting_on_lock(stack) >= 1, 30, "the task to block")
+            (child,) = worker.children()
+            os.kill(child, signal.SIGKILL)
+            worker.wait_for_log("WorkerLostError", timeout=30)
+            # task_reject_on_worker_lost: the message is back in the queue and a fresh child
+            # takes it and blocks on the same lock (the dead child's backend still waits too).
+            stack.wait_for(lambda: _waiting_on_lock(stack) >= 2, 30, "the requeued task")
+            assert child not in worker.children()
+            loop.run_until_complete(tx.rollback())
+            assert result.get(timeout=30)["status"] == "done"
+            other = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 2})
+            assert other.get(timeout=30)["status"] == "done"
+            log = worker.log()
+    finally:
+        loop.run_until_complete(holder.close())
+        loop.close()
+    assert log.count(f"articles.process_article[{result.id}] received") == 2
+    row = stack.sql("SELECT status, attempts, times_processed FROM articles WHERE id = 1")[0]
+    assert dict(row) == {"status": "done", "attempts": 1, "times_processed": 1}
+
+
+def _waiting_on_lock(stack: Stack) -> int:
+    rows = stack.sql(
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE application_name = 'articles-worker' AND wait_event_type = 'Lock'"
+    )
+    return int(rows[0]["n"])
+
+
+def test_two_workers_three_concurrent_runs_process_each_article_once(stack: Stack) -> None:
+    total = 5000
+    stack.add_articles(total)
+    with stack.client() as app, stack.worker(name="alpha"), stack.worker(name="beta"):
+        started = time.monotonic()
+        runs = [app.send_task(contract.RUN_PIPELINE, kwargs={"batch_size": 50}) for _ in range(3)]
+        outcomes = [run.get(timeout=120) for run in runs]
+        elapsed = time.monotonic() - started
+    print(f"\n3 runs over {total} articles on 2 workers in {elapsed:.1f}s: {outcomes}")
+    assert sum(o["claimed"] for o in outcomes) == total
+    assert stack.counts() == {"done": total}
+    assert stack.times_processed() == {1: total}
+    overlapping = stack.sql(
+        "SELECT count(*) AS n FROM pipeline_runs a JOIN pipeline_runs b ON a.id < b.id "
+        "WHERE a.started_at < b.finished_at AND b.started_at < a.finished_at AND a.claimed > 0 "
+        "AND b.claimed > 0"
+    )[0]["n"]
+    print(f"pairs of runs that overlapped in time while both claiming: {overlapping}")
