@@ -155,8 +155,54 @@ class NullPoolBridge:
         self._engine.sync_engine.dispose(close=False)
 
 
+class _LoopCall(Generic[T]):
+    """One coroutine handed to the loop thread. Its methods other than `wait` run on the loop.
+
+    `done` is a bare lock held until the task is over: the cheapest cross-thread wake-up, and
+    its `acquire()` is interrupted by signals, so a soft time limit reaches the waiting thread.
+    """
+
+    __slots__ = ("_ctx", "_fn", "cancelled", "done", "task")
+
+    def __init__(self, fn: Callable[[], Awaitable[T]], ctx: contextvars.Context) -> None:
+        self._fn = fn
+        self._ctx = ctx
+        self.task: asyncio.Task[T] | None = None
+        self.cancelled = False
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(_await(self._fn), context=self._ctx)
+        self.task.add_done_callback(self._finish)
+
+    def _finish(self, _: asyncio.Task[T]) -> None:
+        self.done.release()
+
+    def cancel(self) -> None:
+        # Scheduled after `start` by the same thread, so it runs after it (the loop's queue is
+        # FIFO). No task then means `start` was never scheduled: nothing will run.
+        if self.task is None:
+            if not self.cancelled:
+                self.cancelled = True
+                self.done.release()
+        else:
+            # A task not yet started is cancelled before its first line; either way the done
+            # callback fires once the coroutine (and its session's rollback) has unwound.
+            self.task.cancel()
+
+
+async def _await(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
 class LoopBridge:
-    """One persistent event loop in a dedicated thread, with a pooled engine bound to it."""
+    """One persistent event loop in a dedicated thread, with a pooled engine bound to it.
+
+    The loop runs in its own thread, never in the caller's: a signal handler (Celery's soft time
+    limit) may fire inside any asyncio callback running in the main thread, where asyncio would
+    log and swallow the exception. Here it can only interrupt the caller's wait.
+    """
 
     name = "loop"
 
@@ -167,6 +213,7 @@ class LoopBridge:
             target=self._loop.run_forever, name="async-bridge-loop", daemon=True
         )
         self._thread.start()
+        # Connections are opened lazily, on the loop, by the first calls.
         self._engine = make_engine(database_url, pool_size=pool_size)
         self._maker = make_sessionmaker(self._engine)
         self._closed = False
@@ -178,39 +225,40 @@ class LoopBridge:
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         if self._closed:
             raise RuntimeError("the loop bridge is closed")
-        call: _Call[T] = _Call(fn)
-        return _guarded(call, lambda: self._submit(call), self._timeout)
+        call: _LoopCall[T] = _LoopCall(fn, contextvars.copy_context())
+        try:
+            self._loop.call_soon_threadsafe(call.start)
+            call.done.acquire()
+        except BaseException as exc:
+            self._abandon(call, exc)
+            raise
+        assert call.task is not None  # done was released by the task's done callback
+        return call.task.result()
 
-    def _submit(self, call: _Call[T]) -> T:
-        # A bare lock is the cheapest cross-thread handoff; acquire() is interruptible by
-        # signals, so a soft time limit still reaches the waiting thread.
-        done = threading.Lock()
-        done.acquire()
-        outcome: list[Any] = []
-        ctx = contextvars.copy_context()
-
-        def finish(task: asyncio.Task[T]) -> None:
-            outcome.append(task)
-            done.release()
-
-        def start() -> None:
-            task = self._loop.create_task(call.run(), context=ctx)
-            task.add_done_callback(finish)
-
-        self._loop.call_soon_threadsafe(start)
-        done.acquire()
-        task: asyncio.Task[T] = outcome[0]
-        return task.result()
+    def _abandon(self, call: _LoopCall[Any], exc: BaseException) -> None:
+        """The waiting thread was interrupted: cancel the call and wait (bounded) for it."""
+        try:
+            self._loop.call_soon_threadsafe(call.cancel)
+        except RuntimeError:  # the loop is closed: nothing runs on it any more
+            return
+        if not call.done.acquire(timeout=self._timeout):
+            log.error(
+                "bridge: coroutine still running %.1fs after cancellation (%s); its connection "
+                "is abandoned",
+                self._timeout,
+                type(exc).__name__,
+            )
 
     def run_in_session(self, fn: SessionFn[T]) -> T:
         return self.run(lambda: _in_session(self._maker, fn))
 
     def close(self) -> None:
+        """Dispose of the engine on its loop, then stop and close the loop."""
         if self._closed:
             return
         self._closed = True
         try:
-            future = asyncio.run_coroutine_threadsafe(self._engine.dispose(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             future.result(timeout=self._timeout)
         except Exception as exc:
             log.warning("bridge: engine dispose failed at shutdown: %r", exc)
@@ -219,12 +267,22 @@ class LoopBridge:
         if not self._thread.is_alive():
             self._loop.close()
 
+    async def _shutdown(self) -> None:
+        # Closing the connections here, on their own loop, is what avoids "Event loop is
+        # closed" and unclosed-connection warnings at interpreter exit.
+        await self._engine.dispose()
+        await self._loop.shutdown_asyncgens()
+        await self._loop.shutdown_default_executor()
+
 
 # Per-process state. A child inherits the parent's object after fork but not its threads, so
 # the pid tells us the object is not ours and must be dropped, never closed.
 _lock = threading.Lock()
 _state: tuple[int, Bridge] | None = None
 _pool_size = 1
+# Bridges inherited from a parent stay referenced: were they collected, their finalizers would
+# touch the parent's sockets and loop from the child (and warn about unclosed connections).
+_inherited: list[Bridge] = []
 
 
 def configure_pool_size(size: int) -> None:
@@ -271,7 +329,18 @@ def forget_inherited() -> None:
     """After fork: drop the parent's bridge without touching its sockets or threads."""
     global _state
     if _state is not None and _state[0] != os.getpid():
+        _inherited.append(_state[1])
         _state = None
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    # The parent may have forked while another of its threads held the lock.
+    _lock = threading.Lock()
+    forget_inherited()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shutdown() -> None:

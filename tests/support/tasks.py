@@ -6,6 +6,7 @@ They cross the same bridge as the real tasks, so they exercise its cancellation 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from sqlalchemy import text
@@ -40,10 +41,11 @@ def noop() -> None:
 
 async def _pid(session: AsyncSession) -> dict[str, Any]:
     backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-    return {"backend_pid": backend}
+    return {"backend_pid": backend, "worker_pid": os.getpid()}
 
 
 @app.task(name="tests.backend_pid")
 def backend_pid() -> dict[str, Any]:
-    """Which PostgreSQL backend served this call (connection reuse shows as a repeated pid)."""
+    """Which PostgreSQL backend served this call, from which worker process (connection reuse
+    shows as one backend pid per worker pid)."""
     return bridge.run_in_session(_pid)
