@@ -20,7 +20,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@if command -v docker-compose >/dev/null; then \
-		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+		POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint \
+			docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
 	else echo "docker-compose not installed: compose file not validated"; fi
 
 test: $(STAMP)
@@ -39,6 +40,7 @@ worker: $(STAMP)
 	$(BIN)/celery -A worker worker -l info
 
 beat: $(STAMP)
+	mkdir -p var
 	$(BIN)/celery -A worker beat -l info
 
 flower: $(STAMP)
