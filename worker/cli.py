@@ -21,7 +21,7 @@ from rich.table import Table
 from worker import admin, backend, bridge, jsonl, seed
 from worker.contract import IngestPayload
 from worker.errors import ArticlesError, ConfigurationError, TransientError
-from worker.failures import describe_failure, user_errors
+from worker.failures import describe_failure, root_cause, user_errors
 from worker.settings import Settings, get_settings, mask_url
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -136,8 +136,10 @@ def in_db(fn: Callable[..., Any], **kwargs: Any) -> Any:
         return bridge.run_in_session(functools.partial(fn, **kwargs))
     except TransientError as exc:
         url = mask_url(get_settings().database_url)
-        cause = describe_failure(exc.__cause__) if exc.__cause__ else str(exc)
-        raise DatabaseUnavailable(f"database {url}: {cause}") from exc
+        root = root_cause(exc)
+        raise DatabaseUnavailable(
+            f"cannot use the database {url}: {type(root).__name__}: {root}"
+        ) from exc
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,15 +22,31 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line: the error, its underlying cause, and a hint when there is an obvious fix."""
-    text = _one_line(str(exc)) or type(exc).__name__
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        text = f"database error: {_name(exc.orig)}: {_one_line(str(exc.orig))}"
-    elif exc.__cause__ is not None and _one_line(str(exc.__cause__)) not in text:
-        text = f"{text} ({_name(exc.__cause__)}: {_one_line(str(exc.__cause__))})"
-    if any(marker in text for marker in _MISSING_TABLE):
+    """One line: the error, its root cause, and a hint when there is an obvious fix."""
+    root = root_cause(exc)
+    if isinstance(exc, DBAPIError):
+        text = f"database error: {_name(root)}: {_one_line(str(root))}"
+    else:
+        text = _one_line(str(exc)) or _name(exc)
+        cause = _one_line(str(root))
+        if root is not exc and cause not in text:
+            text = f"{text} ({_name(root)}: {cause})"
+    if any(marker in text for marker in _MISSING_TABLE) or (
+        "relation" in text and "does not exist" in text
+    ):
         text += " (run `articles db upgrade` first)"
     return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception: follows `raise ... from` and SQLAlchemy's wrapped driver error."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.orig if isinstance(exc, DBAPIError) else exc.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
 
 
 def _name(exc: BaseException) -> str:

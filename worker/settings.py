@@ -120,6 +120,10 @@ def _check_scheme(value: str, allowed: tuple[str, ...]) -> str:
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in allowed:
         raise ValueError(f"scheme {scheme or '(none)'!r} is not one of {', '.join(allowed)}")
+    try:
+        urlsplit(value).port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"bad URL: {exc}") from None
     return value
 
 
