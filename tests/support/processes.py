@@ -74,12 +74,12 @@ class Proc:
         return [int(p) for p in out.split()]
 
 
-def spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str) -> Proc:
+def spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str, cwd: Path = ROOT) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     popen = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     return Proc(popen=popen, log_path=log_path, name=name, _log=log)
 
@@ -94,6 +94,7 @@ def celery_worker(
     name: str | None = None,
     extra_args: tuple[str, ...] = (),
     ready_timeout: float = 60,
+    cwd: Path = ROOT,
 ) -> Iterator[Proc]:
     """Run `celery -A worker worker` until the block ends; yields once it reports ready."""
     node = name or f"w{uuid.uuid4().hex[:6]}"
@@ -102,7 +103,7 @@ def celery_worker(
         "-n", f"{node}@%h", "--without-heartbeat", "--without-mingle", "--without-gossip",
         *extra_args,
     ]  # fmt: skip
-    proc = spawn(args, env, log_dir, node)
+    proc = spawn(args, env, log_dir, node, cwd)
     try:
         proc.wait_for_log(" ready.", timeout=ready_timeout)
         yield proc
@@ -111,10 +112,12 @@ def celery_worker(
 
 
 @contextlib.contextmanager
-def celery_beat(env: dict[str, str], log_dir: Path, schedule: Path) -> Iterator[Proc]:
+def celery_beat(
+    env: dict[str, str], log_dir: Path, schedule: Path, cwd: Path = ROOT
+) -> Iterator[Proc]:
     """Run `celery -A worker beat` with its schedule file at `schedule`."""
     args = [CELERY, "-A", "worker", "beat", "-l", "info", "-s", str(schedule)]
-    proc = spawn(args, env, log_dir, "beat")
+    proc = spawn(args, env, log_dir, "beat", cwd)
     try:
         proc.wait_for_log("beat: Starting", timeout=30)
         yield proc
