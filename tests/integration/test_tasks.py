@@ -80,6 +80,7 @@ def test_ingest_accepts_positional_arguments(live_worker: Any) -> None:
         ({"title": "t", "body": "x" * (contract.MAX_BODY_CHARS + 1)}, "body"),
         ({"title": "t", "body": BODY, "source_url": "ftp://x"}, "source_url"),
         ({"title": "t", "body": "nul\x00byte"}, "body"),
+        ({"title": "t", "body": "lone \ud800 surrogate"}, "body"),  # JSON "\ud800" decodes so
         ({"title": "t", "body": BODY, "colour": "red"}, "colour"),
         ({"body": BODY}, "title"),
     ],
