@@ -63,8 +63,16 @@ async def process_article(session: AsyncSession, article_id: int) -> dict[str, A
     token = uuid.uuid4().hex
     claimed = await queries.claim_article(session, article_id=article_id, token=token)
     if claimed is not None:
-        await queries.write_outcomes(session, token=token, outcomes=[decide(claimed)])
+        outcome = decide(claimed)
+        written = await queries.write_outcomes(session, token=token, outcomes=[outcome])
         await session.commit()
+        if article_id in written:
+            # What was just written is the article's state: no second transaction to read it.
+            return {
+                "article_id": article_id,
+                "status": written[article_id],
+                "word_count": outcome.word_count,
+            }
     article = await queries.get_article(session, article_id=article_id)
     if article is None:
         raise ArticleNotFound(f"article {article_id} does not exist")

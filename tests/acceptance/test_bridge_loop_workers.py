@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from worker.celery_app import app
 pytestmark = pytest.mark.acceptance
 
 LOOP_ENV = service_env(ASYNC_BRIDGE="loop")
+QUEUE = "bridge-loop-tests"
 # Anything of this kind in a worker's log is a bridge bug; after "Warm shutdown", any traceback,
 # warning or error is a shutdown bug.
 BAD_ANYWHERE = (
@@ -35,9 +38,19 @@ BAD_ANYWHERE = (
 BAD_AT_SHUTDOWN = ("Traceback", "Warning", "ERROR", "CRITICAL")
 
 
+@contextmanager
+def loop_worker(tmp_path: Path, *, concurrency: int, pool: str) -> Iterator[Proc]:
+    """A worker with ASYNC_BRIDGE=loop on a queue of its own (an in-process worker of another
+    test module may be consuming the default queue in the same session)."""
+    with celery_worker(
+        LOOP_ENV, tmp_path, concurrency=concurrency, pool=pool, extra_args=("-Q", QUEUE)
+    ) as worker:
+        yield worker
+
+
 def backend_pids(count: int) -> dict[int, set[int]]:
     """Run `count` tests.backend_pid tasks; the PostgreSQL backends each worker process used."""
-    results = [app.send_task("tests.backend_pid") for _ in range(count)]
+    results = [app.send_task("tests.backend_pid", queue=QUEUE) for _ in range(count)]
     seen: dict[int, set[int]] = defaultdict(set)
     for result in results:
         value = result.get(timeout=60)
@@ -68,7 +81,9 @@ def assert_clean_shutdown(proc: Proc) -> None:
 
 def process_articles(count: int) -> None:
     ids = add_articles(count)
-    results = [app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i}) for i in ids]
+    results = [
+        app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i}, queue=QUEUE) for i in ids
+    ]
     assert {r.get(timeout=60)["status"] for r in results} == {"done"}
     rows = sql("SELECT count(*) AS n FROM articles WHERE status = 'done' AND times_processed = 1")
     assert rows == [{"n": count}]
@@ -77,7 +92,7 @@ def process_articles(count: int) -> None:
 def test_prefork_children_each_build_and_reuse_their_own_pool(
     clean_db: str, clean_redis: Any, tmp_path: Path
 ) -> None:
-    with celery_worker(LOOP_ENV, tmp_path, concurrency=2, pool="prefork") as worker:
+    with loop_worker(tmp_path, concurrency=2, pool="prefork") as worker:
         seen = backend_pids(200)
         process_articles(50)
         assert set(seen) <= set(worker.children())
@@ -91,10 +106,14 @@ def test_prefork_soft_time_limit_rolls_back_and_the_child_carries_on(
     clean_db: str, clean_redis: Any, tmp_path: Path
 ) -> None:
     (article_id,) = add_articles(1)
-    with celery_worker(LOOP_ENV, tmp_path, concurrency=1, pool="prefork") as worker:
+    with loop_worker(tmp_path, concurrency=1, pool="prefork") as worker:
         before = backend_pids(3)
         slow = app.send_task(
-            "tests.slow_write", args=(article_id, 4.0), soft_time_limit=1, time_limit=30
+            "tests.slow_write",
+            args=(article_id, 4.0),
+            soft_time_limit=1,
+            time_limit=30,
+            queue=QUEUE,
         )
         with pytest.raises(SoftTimeLimitExceeded):
             slow.get(timeout=30, propagate=True)
@@ -114,7 +133,7 @@ def test_prefork_soft_time_limit_rolls_back_and_the_child_carries_on(
 def test_solo_pool_runs_on_one_reused_connection(
     clean_db: str, clean_redis: Any, tmp_path: Path
 ) -> None:
-    with celery_worker(LOOP_ENV, tmp_path, concurrency=1, pool="solo") as worker:
+    with loop_worker(tmp_path, concurrency=1, pool="solo") as worker:
         seen = backend_pids(50)
         process_articles(20)
         assert list(seen) == [worker.pid]
@@ -125,7 +144,7 @@ def test_solo_pool_runs_on_one_reused_connection(
 def test_threads_pool_shares_one_loop_and_a_pool_sized_to_concurrency(
     clean_db: str, clean_redis: Any, tmp_path: Path
 ) -> None:
-    with celery_worker(LOOP_ENV, tmp_path, concurrency=4, pool="threads") as worker:
+    with loop_worker(tmp_path, concurrency=4, pool="threads") as worker:
         seen = backend_pids(200)
         process_articles(50)
         assert list(seen) == [worker.pid]
