@@ -61,6 +61,9 @@ class Article(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The Celery task id of the ingest that stored the article: a redelivered message (same id)
+    # finds it and stores nothing new, even without an external_id.
+    ingest_task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text)
     source_url: Mapped[str | None] = mapped_column(String(2048))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, select, text, update
+from sqlalchemy import ColumnElement, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,21 +62,34 @@ async def insert_article(
     body: str,
     source_url: str | None,
     external_id: str | None,
+    task_id: str | None = None,
 ) -> tuple[int, bool]:
     """Insert a pending article; return `(id, created)`.
 
-    With an `external_id` that already exists, nothing is written and the existing id comes back
-    with `created=False`, so a redelivered or repeated ingest has exactly one effect.
+    With an `external_id` or an ingest `task_id` that already exists, nothing is written and the
+    existing id comes back with `created=False`, so a repeated ingest (same external id) or a
+    redelivered one (same task id) has exactly one effect.
     """
-    values = {"title": title, "body": body, "source_url": source_url, "external_id": external_id}
+    values = {
+        "title": title,
+        "body": body,
+        "source_url": source_url,
+        "external_id": external_id,
+        "ingest_task_id": task_id,
+    }
     insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     stmt = insert(Article).values(**values)
-    if external_id is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["external_id"])
+    keys = [
+        column == value
+        for column, value in ((Article.external_id, external_id), (Article.ingest_task_id, task_id))
+        if value is not None
+    ]
+    if keys:
+        stmt = stmt.on_conflict_do_nothing()
     new_id = (await session.execute(stmt.returning(Article.id))).scalar_one_or_none()
     if new_id is not None:
         return new_id, True
-    existing = await session.execute(select(Article.id).where(Article.external_id == external_id))
+    existing = await session.execute(select(Article.id).where(or_(*keys)).limit(1))
     return existing.scalar_one(), False
 
 

@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 
 @app.task(name=contract.INGEST, base=ArticleTask, bind=True)
 def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Store one article as `pending`; a known `external_id` returns the existing id."""
+    """Store one article as `pending`; a known `external_id` (or a redelivery of this same
+    message) returns the existing id."""
     payload = parse_payload(IngestPayload, contract.INGEST, args, kwargs)
-    return bridge.run_in_session(functools.partial(jobs.ingest, payload=payload))
+    return bridge.run_in_session(
+        functools.partial(jobs.ingest, payload=payload, task_id=self.request.id)
+    )
 
 
 @app.task(name=contract.PROCESS_ARTICLE, base=ArticleTask, bind=True)

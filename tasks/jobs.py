@@ -42,13 +42,16 @@ def decide(claimed: Claimed) -> Outcome:
     )
 
 
-async def ingest(session: AsyncSession, payload: IngestPayload) -> dict[str, Any]:
+async def ingest(
+    session: AsyncSession, payload: IngestPayload, task_id: str | None = None
+) -> dict[str, Any]:
     article_id, created = await queries.insert_article(
         session,
         title=payload.title,
         body=payload.body,
         source_url=payload.source_url,
         external_id=payload.external_id,
+        task_id=task_id,
     )
     await session.commit()
     return {"article_id": article_id, "created": created}
