@@ -35,7 +35,7 @@ INGEST_HELP = """\
 Load articles from a JSON Lines file (one object per line with title, body and optionally
 source_url and external_id). Lines are validated exactly like the articles.ingest task and
 inserted straight into the database, not sent through the broker: a file load is an operator's
-bulk job, so it runs as a few transactions instead of one task per line, needs no running
+bulk job, so it runs as one transaction instead of one task per line, needs no running
 worker, and reports each bad line with its number right away (a task would fail later, in a
 worker's log). The insert is the same idempotent query the task uses: a known external_id is
 not inserted twice. Bad lines are reported on stderr and the good ones are still ingested; the
