@@ -1,0 +1,128 @@
+"""Servers that go away: PostgreSQL stopped mid-run, Redis restarted mid-run, beat with Redis down.
+Each uses this test's private server, so stopping it disturbs nobody else.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from tests.reliability.conftest import Stack
+from tests.support.processes import ROOT
+from worker import contract
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.mark.parametrize("bridge", ["nullpool", "loop"])
+def test_postgres_stopped_mid_run_every_article_ends_done_once(stack: Stack, bridge: str) -> None:
+    total, singles = 600, 300
+    stack.add_articles(total)
+    env = stack.env(ASYNC_BRIDGE=bridge, PIPELINE_INTERVAL_SECONDS="2")
+    with stack.client() as app, stack.worker(env) as worker, stack.beat(env):
+        # Single-article jobs and a pipeline run compete for the same rows.
+        jobs = [
+            app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i})
+            for i in range(1, singles + 1)
+        ]
+        app.send_task(contract.RUN_PIPELINE, kwargs={"batch_size": 10})
+        stack.wait_for(lambda: stack.counts().get("done", 0) >= 50, 60, "work under way", 0.02)
+        stack.pg.stop("fast")
+        down_at = time.monotonic()
+        time.sleep(3)
+        stack.pg.start()
+        recovered = stack.wait_for(stack.all_done(total), 120, "every article done")
+        recovered += time.monotonic() - down_at - recovered
+        states = [job.get(timeout=60)["status"] for job in jobs]
+        log = worker.log()
+    retries = log.count("TransientError")
+    print(
+        f"\n[{bridge}] PostgreSQL down 3 s; all {total} done {recovered:.1f}s after the stop; "
+        f"log lines naming TransientError: {retries}"
+    )
+    assert retries > 0, "no task met the outage: it was not mid-run"
+    assert "Retry in " in log
+    # A single-article job that met a row claimed by the pipeline reports it as `processing`
+    # and leaves it alone: the pipeline (or, after a lost write, the reaper) finishes it.
+    assert set(states) <= {"done", "processing"}
+    assert stack.counts() == {"done": total}
+    assert stack.times_processed() == {1: total}
+
+
+def _produce(stack: Stack, article_id: int) -> dict[str, Any]:
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.produce", str(article_id)],
+        cwd=ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    outcome: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    outcome["process_seconds"] = round(time.monotonic() - start, 2)
+    return outcome
+
+
+def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: Stack) -> None:
+    total = 400
+    stack.add_articles(total + 2)
+    with stack.client() as app, stack.worker() as worker:
+        jobs = [
+            app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i})
+            for i in range(1, total + 1)
+        ]
+        stack.wait_for(lambda: stack.counts().get("done", 0) >= 50, 60, "work under way", 0.02)
+        stack.redis.stop()
+        down = _produce(stack, total + 1)
+        stack.redis.start()
+        up = _produce(stack, total + 2)
+        recovered = stack.wait_for(stack.all_done(total + 1), 90, "every article done")
+        # A task running when the connection dropped is cancelled (it cannot be acked on the
+        # new connection) and its result says REVOKED; its message stays in Redis's unacked
+        # hash and is redelivered after the visibility timeout, when the result turns SUCCESS.
+        ids = [job.id for job in jobs]
+        stack.wait_for(lambda: _states(app, ids) == {"SUCCESS"}, 60, "every result SUCCESS", 1)
+        log = worker.log()
+    print(
+        f"\nproducer with Redis down: {down}\nproducer after restart: {up}\n"
+        f"all done {recovered:.1f}s after Redis came back"
+    )
+    assert not down["ok"]
+    assert "BrokerUnavailable" not in down["error"]  # the message itself is the explanation
+    assert "could not publish articles.process_article" in down["error"]
+    assert down["process_seconds"] < 30
+    assert up["ok"]
+    assert "Connection to broker lost" in log
+    assert log.count("Connected to redis") >= 2
+    assert stack.counts() == {"done": total + 1, "pending": 1}
+    assert stack.times_processed() == {1: total + 1, 0: 1}
+
+
+def _states(app: Celery, ids: list[str]) -> set[str]:
+    # Fresh AsyncResults: a held one caches the first ready state it saw (REVOKED, here).
+    return {app.AsyncResult(task_id).state for task_id in ids}
+
+
+def test_beat_survives_redis_down_and_resumes_publishing(stack: Stack) -> None:
+    env = stack.env(REAPER_INTERVAL_SECONDS="1", PIPELINE_INTERVAL_SECONDS="1")
+    client = stack.redis.client()
+    with stack.beat(env) as beat:
+        stack.wait_for(lambda: client.llen(contract.QUEUE) > 0, 20, "beat publishing")
+        stack.redis.stop()
+        time.sleep(5)
+        assert beat.popen.poll() is None, beat.log()
+        stack.redis.start()
+        client = stack.redis.client()
+        client.delete(contract.QUEUE)  # only what beat sends after the restart counts
+        resumed = stack.wait_for(lambda: client.llen(contract.QUEUE) > 0, 30, "beat resuming")
+        log = beat.log()
+    print(f"\nbeat kept running through a 5 s Redis outage; published again {resumed:.1f}s after")
+    assert "Couldn't apply scheduled task" in log or "Connection" in log
