@@ -125,4 +125,4 @@ def test_beat_survives_redis_down_and_resumes_publishing(stack: Stack) -> None:
         resumed = stack.wait_for(lambda: client.llen(contract.QUEUE) > 0, 30, "beat resuming")
         log = beat.log()
     print(f"\nbeat kept running through a 5 s Redis outage; published again {resumed:.1f}s after")
-    assert "Couldn't apply scheduled task" in log or "Connection" in log
+    assert "Couldn't apply scheduled task" in log  # ticks during the outage: logged, dropped
