@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,6 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     name: str
-    _log: object = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
