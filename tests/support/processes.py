@@ -76,11 +76,12 @@ class Proc:
 def spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str, cwd: Path = ROOT) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    log = log_path.open("ab")
-    popen = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return Proc(popen=popen, log_path=log_path, name=name, _log=log)
+    # The child keeps its own copy of the descriptor; ours is closed at once.
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Proc(popen=popen, log_path=log_path, name=name)
 
 
 @contextlib.contextmanager
