@@ -29,9 +29,12 @@ result_accept_content = ["json"]
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-# After a broker connection loss, late-ack tasks still running would be redelivered to another
-# worker; cancel them here instead of running them twice.
-worker_cancel_long_running_tasks_on_connection_loss = True
+# After a broker connection loss, let running tasks finish. Celery's alternative (True) terminates
+# them expecting their ack to fail, but kombu's Redis channel reconnects for the ack, so a task
+# terminated mid-way had its message acknowledged and was lost (tests/reliability/test_outages.py
+# caught it). Letting it finish is safe because every task is idempotent: if its ack cannot be
+# sent, the message is redelivered after the visibility timeout and the rerun changes nothing.
+worker_cancel_long_running_tasks_on_connection_loss = False
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
 

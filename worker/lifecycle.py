@@ -18,11 +18,13 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker import bridge
+from worker import bridge, kombu_fixes
 from worker.errors import UnsupportedPool
 from worker.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
+
+kombu_fixes.install()
 
 
 @worker_init.connect

@@ -126,13 +126,20 @@ class Stack:
         return {r["t"]: r["n"] for r in rows}
 
     def wait_for(
-        self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+        self,
+        check: Callable[[], bool],
+        timeout: float,
+        what: str,
+        interval: float = 0.1,
+        detail: Callable[[], str] | None = None,
     ) -> float:
-        """Poll `check` until true; return the seconds it took. Fails with `what` on timeout."""
+        """Poll `check` until true; return the seconds it took. Fails with `what` on timeout
+        (and what `detail` says, to diagnose it)."""
         start = time.monotonic()
         while not check():
             if time.monotonic() - start > timeout:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                extra = f"\n{detail()}" if detail else ""
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
             time.sleep(interval)
         return time.monotonic() - start
 
