@@ -71,7 +71,7 @@ def load() -> BenchConfig:
         article_tasks_loop=_int("BENCH_ARTICLE_TASKS", 100 if quick else 3000),
         article_tasks_nullpool=_int("BENCH_ARTICLE_TASKS_NULLPOOL", 60 if quick else 1000),
         memory_tasks=_int("BENCH_MEMORY_TASKS", 100 if quick else 20_000),
-        warmup_tasks=_int("BENCH_WARMUP_TASKS", 20 if quick else 200),
+        warmup_tasks=_int("BENCH_WARMUP_TASKS", 20 if quick else 2000),
         pipeline_articles=_int("BENCH_PIPELINE_ARTICLES", 500 if quick else 10_000),
         batch_size=_int("BENCH_BATCH_SIZE", 500),
         bridge_calls=_int("BENCH_BRIDGE_CALLS", 500 if quick else 5000),
