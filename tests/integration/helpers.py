@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from types import FrameType
 from typing import Any, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -65,3 +70,40 @@ def add_articles(count: int, *, body: str = "alpha beta gamma. delta epsilon.") 
         count=count,
     )
     return sorted(int(r["id"]) for r in rows)
+
+
+# Soft-time-limit interruption, as Celery's prefork pool does it: a signal whose handler raises
+# in the main thread while the coroutine runs elsewhere. Used by both bridges' tests.
+SLEEP_SECONDS = 3.0
+
+
+@contextmanager
+def soft_time_limit(after: float) -> Iterator[None]:
+    """Raise `SoftTimeLimitExceeded` in the main thread `after` seconds from now, by signal."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SoftTimeLimitExceeded("soft time limit (test)")
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def summary_of(article_id: int) -> object:
+    return sql("SELECT summary FROM articles WHERE id = :id", id=article_id)[0]["summary"]
+
+
+async def write_then_sleep(session: AsyncSession, article_id: int) -> str:
+    """Write, then sleep inside PostgreSQL, then commit: an interruption must stop the commit."""
+    await session.execute(
+        text("UPDATE articles SET summary = 'interrupted write' WHERE id = :id"), {"id": article_id}
+    )
+    await session.execute(text("SELECT pg_sleep(:s)"), {"s": SLEEP_SECONDS})
+    await session.commit()
+    return "committed"

@@ -9,27 +9,30 @@ from __future__ import annotations
 import contextvars
 import gc
 import os
-import signal
 import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.integration.helpers import add_articles, sql
+from tests.integration.helpers import (
+    SLEEP_SECONDS,
+    add_articles,
+    soft_time_limit,
+    sql,
+    summary_of,
+    write_then_sleep,
+)
 from tests.support.env import DATABASE_URL
 from worker import bridge
 from worker.errors import TransientError
 
 pytestmark = pytest.mark.integration
 
-SLEEP_SECONDS = 3.0
 INTERRUPT_AFTER = 0.5
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
@@ -42,24 +45,6 @@ def loop_bridge(clean_db: str) -> Iterator[bridge.LoopBridge]:
     b.close()
 
 
-@contextmanager
-def soft_time_limit(after: float) -> Iterator[None]:
-    """Raise `SoftTimeLimitExceeded` in the main thread `after` seconds from now, by signal."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SoftTimeLimitExceeded("soft time limit (test)")
-
-    previous = signal.signal(signal.SIGUSR1, handler)
-    timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGUSR1))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, previous)
-
-
 def backends() -> list[dict[str, object]]:
     """Other backends connected to this run's database: pid, state, query."""
     return sql(
@@ -67,19 +52,6 @@ def backends() -> list[dict[str, object]]:
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND backend_type = 'client backend'"
     )
-
-
-def summary_of(article_id: int) -> object:
-    return sql("SELECT summary FROM articles WHERE id = :id", id=article_id)[0]["summary"]
-
-
-async def write_then_sleep(session: AsyncSession, article_id: int) -> str:
-    await session.execute(
-        text("UPDATE articles SET summary = 'interrupted write' WHERE id = :id"), {"id": article_id}
-    )
-    await session.execute(text("SELECT pg_sleep(:s)"), {"s": SLEEP_SECONDS})
-    await session.commit()
-    return "committed"
 
 
 async def backend_pid(session: AsyncSession) -> int:

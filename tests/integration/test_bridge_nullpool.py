@@ -7,13 +7,8 @@ main thread waits on the bridge, and the signal handler raises `SoftTimeLimitExc
 from __future__ import annotations
 
 import contextvars
-import os
-import signal
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -21,14 +16,20 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.integration.helpers import add_articles, sql
+from tests.integration.helpers import (
+    SLEEP_SECONDS,
+    add_articles,
+    soft_time_limit,
+    sql,
+    summary_of,
+    write_then_sleep,
+)
 from tests.support.env import DATABASE_URL
 from worker import bridge
 from worker.errors import TransientError
 
 pytestmark = pytest.mark.integration
 
-SLEEP_SECONDS = 3.0
 INTERRUPT_AFTER = 0.5
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
@@ -41,24 +42,6 @@ def nullpool(clean_db: str) -> Iterator[bridge.NullPoolBridge]:
     b.close()
 
 
-@contextmanager
-def soft_time_limit(after: float) -> Iterator[None]:
-    """Raise `SoftTimeLimitExceeded` in the main thread `after` seconds from now, by signal."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SoftTimeLimitExceeded("soft time limit (test)")
-
-    previous = signal.signal(signal.SIGUSR1, handler)
-    timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGUSR1))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, previous)
-
-
 def active_sleeps() -> list[dict[str, object]]:
     """Backends of this database still running a pg_sleep query (other than this one)."""
     return sql(
@@ -66,19 +49,6 @@ def active_sleeps() -> list[dict[str, object]]:
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND state <> 'idle' AND query ILIKE '%pg_sleep%'"
     )
-
-
-def summary_of(article_id: int) -> object:
-    return sql("SELECT summary FROM articles WHERE id = :id", id=article_id)[0]["summary"]
-
-
-async def write_then_sleep(session: AsyncSession, article_id: int) -> str:
-    await session.execute(
-        text("UPDATE articles SET summary = 'interrupted write' WHERE id = :id"), {"id": article_id}
-    )
-    await session.execute(text("SELECT pg_sleep(:s)"), {"s": SLEEP_SECONDS})
-    await session.commit()
-    return "committed"
 
 
 def test_soft_time_limit_cancels_the_coroutine_and_rolls_back(
