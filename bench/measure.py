@@ -156,11 +156,7 @@ def direct_pipeline_rate(cfg: BenchConfig) -> float:
                     )
                 if batch.claimed == 0:
                     break
-                totals = BatchResult(
-                    totals.claimed + batch.claimed,
-                    totals.succeeded + batch.succeeded,
-                    totals.failed + batch.failed,
-                )
+                totals += batch
             async with maker() as s:
                 await jobs.finish_run(s, run_id=run_id, totals=totals, error=None)
             assert totals.succeeded == cfg.pipeline_articles, totals

@@ -85,11 +85,7 @@ def _run_batches(
         )
         if batch.claimed == 0:
             break
-        totals = BatchResult(
-            totals.claimed + batch.claimed,
-            totals.succeeded + batch.succeeded,
-            totals.failed + batch.failed,
-        )
+        totals += batch
         if remaining is not None:
             remaining -= batch.claimed
         _report_progress(task, run_id, totals, max(expected, totals.claimed))

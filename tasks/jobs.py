@@ -25,6 +25,14 @@ class BatchResult:
     succeeded: int
     failed: int
 
+    def __add__(self, other: BatchResult) -> BatchResult:
+        """Running totals of a run: this batch's counts added to the ones so far."""
+        return BatchResult(
+            self.claimed + other.claimed,
+            self.succeeded + other.succeeded,
+            self.failed + other.failed,
+        )
+
 
 def decide(claimed: Claimed) -> Outcome:
     """Process one claimed article in Python: `done` with its fields, or `failed` with why."""
@@ -111,12 +119,13 @@ async def process_batch(
     )
     succeeded = sum(1 for status in written.values() if status == "done")
     batch = BatchResult(len(claimed), succeeded, len(written) - succeeded)
+    running = totals + batch
     await queries.record_run_progress(
         session,
         run_id=run_id,
-        claimed=totals.claimed + batch.claimed,
-        succeeded=totals.succeeded + batch.succeeded,
-        failed=totals.failed + batch.failed,
+        claimed=running.claimed,
+        succeeded=running.succeeded,
+        failed=running.failed,
     )
     await session.commit()
     return batch
