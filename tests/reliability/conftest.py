@@ -79,6 +79,33 @@ def private_pg() -> Iterator[PrivatePostgres]:
         yield pg
 
 
+class RowLock:
+    """One article's row lock, held by a transaction on a connection of its own.
+
+    A task that claims the article blocks on it, so a test knows the task is inside its
+    transaction when it kills, or lets the soft limit hit, the process running it.
+    """
+
+    def __init__(self, url: str, article_id: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._conn = self._loop.run_until_complete(asyncpg.connect(url))
+        self._tx: Any = self._conn.transaction()
+        self._loop.run_until_complete(self._tx.start())
+        self._loop.run_until_complete(
+            self._conn.execute("SELECT 1 FROM articles WHERE id = $1 FOR UPDATE", article_id)
+        )
+
+    def release(self) -> None:
+        if self._tx is not None:
+            self._loop.run_until_complete(self._tx.rollback())
+            self._tx = None
+
+    def close(self) -> None:
+        self.release()
+        self._loop.run_until_complete(self._conn.close())
+        self._loop.close()
+
+
 @dataclass
 class Stack:
     """One test's servers: a fresh database on the private cluster and a private Redis."""
@@ -95,6 +122,14 @@ class Stack:
     @property
     def plain_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/{self.database}"
+
+    @contextlib.contextmanager
+    def row_lock(self, article_id: int) -> Iterator[RowLock]:
+        lock = RowLock(self.plain_url, article_id)
+        try:
+            yield lock
+        finally:
+            lock.close()
 
     def env(self, **overrides: str) -> dict[str, str]:
         base = {

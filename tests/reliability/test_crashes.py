@@ -74,32 +74,27 @@ async def _wait_mid_batch(url: str, *, done: int) -> None:
 
 def test_prefork_child_killed_mid_task_is_requeued_and_completes_once(stack: Stack) -> None:
     stack.add_articles(3)
-    loop = asyncio.new_event_loop()
     # Hold the article's row lock so process_article is provably inside its transaction when
     # its process dies (its claim UPDATE waits on the lock).
-    holder = loop.run_until_complete(asyncpg.connect(stack.plain_url))
-    tx = holder.transaction()
-    loop.run_until_complete(tx.start())
-    loop.run_until_complete(holder.execute("SELECT 1 FROM articles WHERE id = 1 FOR UPDATE"))
-    try:
-        with stack.client() as app, stack.worker(concurrency=1) as worker:
-            result = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
-            stack.wait_for(lambda: _waiting_on_lock(stack) >= 1, 30, "the task to block")
-            (child,) = worker.children()
-            os.kill(child, signal.SIGKILL)
-            worker.wait_for_log("WorkerLostError", timeout=30)
-            # task_reject_on_worker_lost: the message is back in the queue and a fresh child
-            # takes it and blocks on the same lock (the dead child's backend still waits too).
-            stack.wait_for(lambda: _waiting_on_lock(stack) >= 2, 30, "the requeued task")
-            assert child not in worker.children()
-            loop.run_until_complete(tx.rollback())
-            assert result.get(timeout=30)["status"] == "done"
-            other = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 2})
-            assert other.get(timeout=30)["status"] == "done"
-            log = worker.log()
-    finally:
-        loop.run_until_complete(holder.close())
-        loop.close()
+    with (
+        stack.row_lock(1) as lock,
+        stack.client() as app,
+        stack.worker(concurrency=1) as worker,
+    ):
+        result = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
+        stack.wait_for(lambda: _waiting_on_lock(stack) >= 1, 30, "the task to block")
+        (child,) = worker.children()
+        os.kill(child, signal.SIGKILL)
+        worker.wait_for_log("WorkerLostError", timeout=30)
+        # task_reject_on_worker_lost: the message is back in the queue and a fresh child
+        # takes it and blocks on the same lock (the dead child's backend still waits too).
+        stack.wait_for(lambda: _waiting_on_lock(stack) >= 2, 30, "the requeued task")
+        assert child not in worker.children()
+        lock.release()
+        assert result.get(timeout=30)["status"] == "done"
+        other = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 2})
+        assert other.get(timeout=30)["status"] == "done"
+        log = worker.log()
     assert log.count(f"articles.process_article[{result.id}] received") == 2
     row = stack.sql("SELECT status, attempts, times_processed FROM articles WHERE id = 1")[0]
     assert dict(row) == {"status": "done", "attempts": 1, "times_processed": 1}

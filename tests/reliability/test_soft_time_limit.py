@@ -4,10 +4,8 @@ transaction rolled back, and the same worker process serves the next job normall
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-import asyncpg
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -56,28 +54,23 @@ def test_process_article_past_soft_limit_leaves_article_pending_then_completes(
     stack: Stack,
 ) -> None:
     stack.add_articles(2)
-    loop = asyncio.new_event_loop()
-    holder = loop.run_until_complete(asyncpg.connect(stack.plain_url))
-    tx = holder.transaction()
-    loop.run_until_complete(tx.start())
     # The job's claim waits on this lock past its soft limit.
-    loop.run_until_complete(holder.execute("SELECT 1 FROM articles WHERE id = 1 FOR UPDATE"))
-    try:
-        with stack.client() as app, stack.worker(stack.env(**LIMITS), concurrency=1):
-            stuck = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
-            with pytest.raises(SoftTimeLimitExceeded):
-                stuck.get(timeout=20)
-            row = dict(
-                stack.sql("SELECT status, attempts, times_processed FROM articles WHERE id = 1")[0]
-            )
-            loop.run_until_complete(tx.rollback())
-            other = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 2})
-            assert other.get(timeout=20)["status"] == "done"
-            again = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
-            assert again.get(timeout=20)["status"] == "done"
-    finally:
-        loop.run_until_complete(holder.close())
-        loop.close()
+    with (
+        stack.row_lock(1) as lock,
+        stack.client() as app,
+        stack.worker(stack.env(**LIMITS), concurrency=1),
+    ):
+        stuck = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
+        with pytest.raises(SoftTimeLimitExceeded):
+            stuck.get(timeout=20)
+        row = dict(
+            stack.sql("SELECT status, attempts, times_processed FROM articles WHERE id = 1")[0]
+        )
+        lock.release()
+        other = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 2})
+        assert other.get(timeout=20)["status"] == "done"
+        again = app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": 1})
+        assert again.get(timeout=20)["status"] == "done"
     # The cancelled claim rolled back: no attempt counted, nothing written; still pending.
     assert row == {"status": "pending", "attempts": 0, "times_processed": 0}
     assert stack.times_processed() == {1: 2}
