@@ -11,6 +11,7 @@ RUN useradd --create-home --uid 10001 --user-group app
 WORKDIR /app
 
 COPY pyproject.toml README.md celeryconfig.py flowerconfig.py alembic.ini ./
+COPY client ./client
 COPY worker ./worker
 COPY tasks ./tasks
 COPY db ./db

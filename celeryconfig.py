@@ -1,6 +1,10 @@
-"""Celery configuration, loaded with `app.config_from_object("celeryconfig")`.
+"""Celery configuration of the worker and beat.
 
-Every value comes from `worker.settings.Settings`; nothing here reads the environment directly.
+`worker.runtime.app` loads this file by its path, under a private module name, so no other
+`celeryconfig` module on `sys.path` can replace it. Every value comes from
+`worker.runtime.settings.Settings`; nothing here reads the environment directly. The wire format
+comes from the client (`articles_client.config`), so what the worker accepts is what the client
+sends.
 """
 
 from __future__ import annotations
@@ -8,21 +12,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from worker import backend, contract
-from worker.settings import VAR_DIR, get_settings
+from articles_client import contract
+from articles_client.config import REDIS_CLIENT_SETTINGS, RESULT_RETRY_POLICY, WIRE_SETTINGS
+from worker.runtime import embedded
+from worker.runtime.settings import VAR_DIR, get_settings
 
 _settings = get_settings()
 # The embedded default's SQLite files live under ./var/; SQLite does not create directories.
-backend.prepare_dirs(_settings)
+embedded.prepare_dirs(_settings)
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
 
-# JSON only on the wire: a pickle payload is refused, so no sender can run code in the worker.
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-result_accept_content = ["json"]
+# JSON only on the wire (a pickle payload is refused, so no sender can run code in the worker),
+# the default queue, sent events, and the Redis timeouts and result-store retries.
+globals().update(WIRE_SETTINGS)
+globals().update(REDIS_CLIENT_SETTINGS)
 
 # At-least-once delivery: ack after the task returns, requeue when a prefork child dies, and hold
 # only one unstarted message per process so a crash strands as little as possible.
@@ -61,21 +66,8 @@ result_backend_transport_options = {
     "visibility_timeout": _settings.visibility_timeout,
     # Reconnecting the result subscription: about 2 s of tries, not the 20 s default, so a
     # producer facing a dead Redis raises promptly (and recovers on its next call).
-    "retry_policy": {
-        "max_retries": 3,
-        "interval_start": 0,
-        "interval_step": 0.5,
-        "interval_max": 1,
-    },
+    "retry_policy": dict(RESULT_RETRY_POLICY),
 }
-redis_socket_timeout = 10
-redis_socket_connect_timeout = 5
-redis_backend_health_check_interval = 10
-result_backend_always_retry = True
-result_backend_max_retries = 10
-# Backoff between result-store retries: 10 ms doubling to at most 1 s, about 3 s in all, so a
-# producer facing a dead Redis fails quickly instead of waiting out the 10 s default steps.
-result_backend_max_sleep_between_retries_ms = 1000
 
 task_soft_time_limit = _settings.task_soft_time_limit
 task_time_limit = _settings.task_time_limit
@@ -83,12 +75,8 @@ result_expires = timedelta(seconds=_settings.result_expires)
 result_extended = True
 task_track_started = True
 
-task_default_queue = contract.QUEUE
-task_create_missing_queues = True
-
-# Events for Flower: workers emit task events, producers emit "sent" so queued tasks show too.
+# Events for Flower: workers emit task events (the client sends "sent" events).
 worker_send_task_events = True
-task_send_sent_event = True
 
 worker_hijack_root_logger = True
 worker_log_format = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
@@ -97,8 +85,8 @@ worker_task_log_format = (
 )
 
 include = [
-    "worker.lifecycle",
-    "worker.tasklog",
+    "worker.runtime.lifecycle",
+    "worker.runtime.tasklog",
     "tasks.articles",
     "tasks.maintenance",
     *_settings.task_modules,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from worker.settings import get_settings
+from worker.runtime.settings import get_settings
 
 _auth = get_settings().flower_basic_auth
 if not _auth or ":" not in _auth:

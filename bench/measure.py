@@ -22,7 +22,7 @@ from bench.workers import Worker
 from db.engine import make_engine, make_sessionmaker
 from tasks import jobs
 from tasks.jobs import BatchResult
-from worker.bridge import LoopBridge, NullPoolBridge
+from worker.runtime.bridge import LoopBridge, NullPoolBridge
 
 # A realistic article: a few paragraphs, so the Python processing is not free.
 BODY = " ".join(

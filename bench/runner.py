@@ -13,7 +13,7 @@ import redis
 from bench import measure, report
 from bench.config import BenchConfig
 from bench.workers import ROOT, Worker, running_worker
-from worker.celery_app import app
+from worker.runtime.app import app
 
 
 def run(cfg: BenchConfig) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
 
-from worker.errors import TransientError
+from articles_client.errors import TransientError
 
 # SQLSTATEs worth retrying: serialization failure, deadlock, and the connection / shutdown classes.
 _TRANSIENT_SQLSTATES = ("40001", "40P01", "57P01", "57P02", "57P03", "53300")

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
-from worker.errors import ArticleRejected
+from articles_client.errors import ArticleRejected
 
 WORDS_PER_MINUTE: Final = 200
 SUMMARY_SENTENCES: Final = 2

@@ -8,17 +8,18 @@ from typing import Any
 
 from celery import Task
 
-from tasks import jobs
-from tasks.base import ArticleTask
-from tasks.jobs import BatchResult
-from worker import bridge, contract
-from worker.celery_app import app
-from worker.contract import (
+from articles_client import contract
+from articles_client.contract import (
     IngestPayload,
     PipelineRunPayload,
     ProcessArticlePayload,
     parse_payload,
 )
+from tasks import jobs
+from tasks.base import ArticleTask
+from tasks.jobs import BatchResult
+from worker.runtime import bridge
+from worker.runtime.app import app
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Task
 
-from worker.errors import ArticleRejected, InvalidPayload, TransientError
-from worker.settings import get_settings
+from articles_client.errors import ArticleRejected, InvalidPayload, TransientError
+from worker.runtime.settings import get_settings
 
 _settings = get_settings()
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.contract import IngestPayload
+from articles_client.errors import ArticleRejected, InvalidPayload
 from db import queries
 from db.queries import Claimed, Outcome
 from tasks.analysis import analyse
-from worker.contract import IngestPayload
-from worker.errors import ArticleRejected, InvalidPayload
 
 
 class ArticleNotFound(InvalidPayload):

@@ -8,12 +8,13 @@ from typing import Any
 from celery import Task
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client import contract
+from articles_client.contract import ReapPayload, parse_payload
 from db import queries
 from tasks.base import ArticleTask
-from worker import bridge, contract
-from worker.celery_app import app
-from worker.contract import ReapPayload, parse_payload
-from worker.settings import get_settings
+from worker.runtime import bridge
+from worker.runtime.app import app
+from worker.runtime.settings import get_settings
 
 
 async def _reap(

@@ -1,22 +1,27 @@
-"""Alembic environment: async engine, URL from settings unless the caller passed one."""
+"""Alembic environment: async engine; the URL comes from the caller (`db.migrate.upgrade`, which
+`articles db upgrade` uses) or, for a bare `alembic` command, from `DATABASE_URL`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
 from db.engine import make_engine
 from db.models import Base
-from worker.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("database_url") or get_settings().database_url
+    # The database layer reads no project settings: that would import the layer above it.
+    url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL")
+    if not url:
+        raise SystemExit("DATABASE_URL is not set: run `articles db upgrade`, or set DATABASE_URL")
+    return str(url)
 
 
 def _run(connection: Connection) -> None:

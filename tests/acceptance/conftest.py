@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from worker import contract
-from worker.celery_app import app
+from articles_client import contract
+from worker.runtime.app import app
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
+from articles_client import contract
 from tests.integration.helpers import add_articles, sql
 from tests.support.env import service_env
 from tests.support.processes import Proc, celery_worker
-from worker import contract
-from worker.celery_app import app
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.acceptance
 

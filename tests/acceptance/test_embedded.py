@@ -24,10 +24,14 @@ pytestmark = pytest.mark.acceptance
 ARTICLES = str(Path(sys.executable).with_name("articles"))
 
 # Enqueues three overlapping pipeline runs through the producer and records every PROGRESS state
-# the database result backend shows while they run.
+# the database result backend shows while they run. The client never picks the embedded default
+# by itself: it is handed the project's URLs, as the `articles` command does.
 WATCH_RUNS = """
 import json, time
+from worker.cli.backend import configure_client
 from worker.producer import enqueue_pipeline_run
+from worker.runtime.settings import get_settings
+configure_client(get_settings())
 results = [enqueue_pipeline_run(batch_size=5) for _ in range(3)]
 seen = []
 deadline = time.monotonic() + 90

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from articles_client import contract
 from tests.support.env import service_env
 from tests.support.processes import CELERY, celery_worker, spawn
 from tests.support.servers import free_port
-from worker import contract
 
 pytestmark = pytest.mark.acceptance
 

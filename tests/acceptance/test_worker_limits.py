@@ -12,8 +12,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tests.integration.helpers import add_articles, sql
 from tests.support.env import service_env
 from tests.support.processes import CELERY, celery_worker, spawn
-from worker.celery_app import app
 from worker.producer import enqueue_ingest
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.acceptance
 

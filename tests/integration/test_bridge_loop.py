@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.errors import TransientError
 from tests.integration.helpers import (
     SLEEP_SECONDS,
     add_articles,
@@ -28,8 +29,7 @@ from tests.integration.helpers import (
     write_then_sleep,
 )
 from tests.support.env import DATABASE_URL
-from worker import bridge
-from worker.errors import TransientError
+from worker.runtime import bridge
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.errors import TransientError
 from tests.integration.helpers import (
     SLEEP_SECONDS,
     add_articles,
@@ -25,8 +26,7 @@ from tests.integration.helpers import (
     write_then_sleep,
 )
 from tests.support.env import DATABASE_URL
-from worker import bridge
-from worker.errors import TransientError
+from worker.runtime import bridge
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from articles_client.errors import InvalidPayload
 from tests.integration.helpers import sql
 from tests.support.env import service_env
 from tests.support.processes import ROOT
 from worker import producer
-from worker.celery_app import app
-from worker.errors import InvalidPayload
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from articles_client import contract
 from tests.integration.helpers import add_articles
-from worker import contract
-from worker.celery_app import app
-from worker.progress import wait_for_run
+from worker.cli.progress import wait_for_run
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 

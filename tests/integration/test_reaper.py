@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client import contract
 from db import queries
 from db.queries import Claimed, Outcome
 from tests.integration.helpers import add_articles, run_in_session, sql
-from worker import contract
-from worker.celery_app import app
-from worker.settings import get_settings
+from worker.runtime.app import app
+from worker.runtime.settings import get_settings
 
 pytestmark = pytest.mark.integration
 

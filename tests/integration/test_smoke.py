@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from articles_client import contract
 from tests.support.database import fetch
-from worker import contract
-from worker.celery_app import app
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
+from articles_client import contract
+from articles_client.errors import ArticlesError, InvalidPayload
 from tests.integration.helpers import add_articles, sql
-from worker import contract
-from worker.celery_app import app
-from worker.errors import ArticlesError, InvalidPayload
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from worker.errors import BrokerUnavailable
+from articles_client.errors import BrokerUnavailable
 from worker.producer import enqueue_process_article
 
 

@@ -19,9 +19,9 @@ from celery import Celery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from articles_client import contract
 from tests.reliability.conftest import Stack
 from tests.support.processes import Proc
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

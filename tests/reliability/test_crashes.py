@@ -14,8 +14,8 @@ import time
 import asyncpg
 import pytest
 
+from articles_client import contract
 from tests.reliability.conftest import Stack
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

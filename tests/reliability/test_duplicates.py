@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from articles_client import contract
 from tests.reliability.conftest import Stack
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

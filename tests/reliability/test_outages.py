@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from articles_client import contract
 from tests.reliability.conftest import Stack
 from tests.support.processes import ROOT
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

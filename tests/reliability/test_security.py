@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from articles_client import contract
 from tests.reliability.conftest import APP_PASSWORD, APP_USER, Stack
 from tests.support.processes import ROOT
 from tests.support.servers import PrivatePostgres, private_redis
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
+from articles_client import contract
 from tests.reliability.conftest import Stack
-from worker import contract
 
 pytestmark = pytest.mark.reliability
 

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from worker import bridge
-from worker.celery_app import app
+from worker.runtime import bridge
+from worker.runtime.app import app
 
 
 async def _write_then_sleep(session: AsyncSession, *, article_id: int, seconds: float) -> str:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from articles_client.errors import ArticleRejected
 from db.queries import Claimed
 from tasks.analysis import analyse, keywords, reading_time_seconds, summarise
 from tasks.jobs import decide
-from worker.errors import ArticleRejected
 
 pytestmark = pytest.mark.unit
 

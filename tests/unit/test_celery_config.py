@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from articles_client.errors import ArticleRejected, InvalidPayload, TransientError, UnsupportedPool
 from tasks.base import ArticleTask
-from worker import bridge
-from worker.celery_app import app
-from worker.errors import ArticleRejected, InvalidPayload, TransientError, UnsupportedPool
+from worker.runtime import bridge
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.unit
 

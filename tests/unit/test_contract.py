@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from worker import contract
-from worker.contract import (
+from articles_client import contract
+from articles_client.contract import (
     IngestPayload,
     PipelineRunPayload,
     ProcessArticlePayload,
     ReapPayload,
     parse_payload,
 )
-from worker.errors import InvalidPayload
+from articles_client.errors import InvalidPayload
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from articles_client.errors import TransientError
 from db.errors import is_transient, translate_errors
-from worker.errors import TransientError
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.errors import ConfigurationError
-from worker.settings import Settings, get_settings, mask_url
+from articles_client.errors import ConfigurationError
+from worker.runtime.settings import Settings, get_settings, mask_url
 
 pytestmark = pytest.mark.unit
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.contract import IngestPayload
+from articles_client.errors import ArticlesError
 from db import queries
 from db.models import Article
-from worker.contract import IngestPayload
-from worker.errors import ArticlesError
 
 # SQLite allows at most 32766 bound parameters in one statement; stay far below it.
 _ID_CHUNK = 500

@@ -18,9 +18,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker import bridge, kombu_fixes
-from worker.errors import UnsupportedPool
-from worker.settings import get_settings, mask_url
+from articles_client.errors import UnsupportedPool
+from worker.runtime import bridge, kombu_fixes
+from worker.runtime.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from worker.errors import ArticlesError
+from articles_client.errors import ArticlesError
 
 _URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]+@")
 _MISSING_TABLE = ("no such table", "UndefinedTable")

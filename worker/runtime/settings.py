@@ -9,25 +9,25 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigurationError
+from articles_client.errors import ConfigurationError
+from articles_client.urls import BACKEND_SCHEMES, BROKER_SCHEMES, check_scheme, mask_url
+
+__all__ = ["Settings", "get_settings", "mask_url"]
 
 BridgeName = Literal["nullpool", "loop"]
 
 DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
-BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "amqp", "amqps")
-BACKEND_SCHEMES = ("redis", "rediss", "db+sqlite")
 
 # The embedded default: with no server configured, everything lives in files under ./var/.
 VAR_DIR = Path("var")
 
 
 class Settings(BaseSettings):
-    """Configuration of the worker, the producer, beat and the CLI."""
+    """Configuration of the worker, beat and the `articles` command (the client has its own)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -74,17 +74,17 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
-        return _check_scheme(value, DATABASE_SCHEMES)
+        return check_scheme(value, DATABASE_SCHEMES)
 
     @field_validator("celery_broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
-        return _check_scheme(value, BROKER_SCHEMES)
+        return check_scheme(value, BROKER_SCHEMES)
 
     @field_validator("celery_result_backend")
     @classmethod
     def _backend_scheme(cls, value: str) -> str:
-        return _check_scheme(value, BACKEND_SCHEMES)
+        return check_scheme(value, BACKEND_SCHEMES)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
@@ -112,32 +112,6 @@ class Settings(BaseSettings):
     @property
     def task_modules(self) -> list[str]:
         return [m.strip() for m in self.extra_task_modules.split(",") if m.strip()]
-
-
-def _check_scheme(value: str, allowed: tuple[str, ...]) -> str:
-    if not value:
-        return value
-    scheme = value.split("://", 1)[0] if "://" in value else ""
-    if scheme not in allowed:
-        raise ValueError(f"scheme {scheme or '(none)'!r} is not one of {', '.join(allowed)}")
-    try:
-        urlsplit(value).port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise ValueError(f"bad URL: {exc}") from None
-    return value
-
-
-def mask_url(url: str) -> str:
-    """Return `url` with any password replaced by `***`, for logs and output."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 @functools.cache

@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from worker import contract
-from worker.contract import IngestPayload, parse_payload
-from worker.errors import InvalidPayload
+from articles_client import contract
+from articles_client.contract import IngestPayload, parse_payload
+from articles_client.errors import InvalidPayload
 
 
 @dataclass

@@ -31,10 +31,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from asgiref.sync import async_to_sync
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from articles_client.errors import UnsupportedPool
 from db.engine import make_engine, make_sessionmaker
 from db.errors import translate_errors
-from worker.errors import UnsupportedPool
-from worker.settings import get_settings
+from worker.runtime.settings import get_settings
 
 T = TypeVar("T")
 SessionFn = Callable[[AsyncSession], Awaitable[T]]

@@ -18,11 +18,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from worker import admin, backend, bridge, jsonl, seed
-from worker.contract import IngestPayload
-from worker.errors import ArticlesError, ConfigurationError, TransientError
-from worker.failures import describe_failure, root_cause, user_errors
-from worker.settings import Settings, get_settings, mask_url
+from articles_client.contract import IngestPayload
+from articles_client.errors import ArticlesError, ConfigurationError, TransientError
+from worker.cli import admin, backend, jsonl, seed
+from worker.cli.failures import describe_failure, root_cause, user_errors
+from worker.runtime import bridge, embedded
+from worker.runtime.settings import Settings, get_settings, mask_url
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
-        backend.prepare_dirs(settings)
+        embedded.prepare_dirs(settings)
         err.print(backend.banner(settings), soft_wrap=True)
         handler: Handler = args.handler
         return handler(args, settings)
@@ -180,9 +181,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_enqueue_pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.cli.progress import wait_for_run
     from worker.producer import enqueue_pipeline_run
-    from worker.progress import wait_for_run
 
+    backend.configure_client(settings)
     result = enqueue_pipeline_run(batch_size=args.batch_size, limit=args.limit)
     if not args.wait:
         _emit(args.json, {"task_id": result.id}, f"enqueued articles.run_pipeline {result.id}")
@@ -233,7 +235,7 @@ def cmd_retry_failed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.demo import Demo
+    from worker.cli.demo import Demo
 
     return Demo(
         settings,

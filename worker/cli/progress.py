@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from worker.errors import ArticlesError
+from articles_client.errors import ArticlesError
 
 POLL_SECONDS = 0.2
 # Say once that nothing has picked the task up, in case no worker is running.

@@ -21,11 +21,12 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from articles_client.contract import IngestPayload
+from articles_client.errors import ArticlesError
 from db.migrate import upgrade
-from worker import admin, backend, bridge, seed
-from worker.contract import IngestPayload
-from worker.errors import ArticlesError
-from worker.settings import VAR_DIR, Settings
+from worker.cli import admin, backend, seed
+from worker.runtime import bridge
+from worker.runtime.settings import VAR_DIR, Settings
 
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
@@ -150,11 +151,12 @@ class Demo:
         return inserted.created
 
     def _pipeline(self, ids: list[int]) -> dict[str, Any]:
+        from worker.cli.progress import wait_for_run
         from worker.producer import enqueue_pipeline_run
-        from worker.progress import wait_for_run
 
         self.console.print(f"[bold]4/5[/] enqueuing a pipeline run (batch size {self.batch_size})")
         started = time.monotonic()
+        backend.configure_client(self.settings)
         result = enqueue_pipeline_run(batch_size=self.batch_size)
         outcome = wait_for_run(result, timeout=self.timeout, console=self.console)
         # Beat's own pipeline ticks may have taken some of the seeded articles: wait for them too.

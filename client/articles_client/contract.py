@@ -1,0 +1,180 @@
+"""The public task contract: names, queue and payloads.
+
+Other services, in any language, send these task names with JSON keyword arguments onto the
+default queue. The producer validates with the same models the tasks use, so a bad payload is
+refused before it is sent; the worker validates again because not every sender is this producer.
+This module imports nothing from the database layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Final, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from articles_client.errors import InvalidPayload
+
+__all__ = [
+    "INGEST",
+    "MAX_BATCH_SIZE",
+    "MAX_BODY_CHARS",
+    "MAX_EXTERNAL_ID_CHARS",
+    "MAX_ID",
+    "MAX_LIMIT",
+    "MAX_TITLE_CHARS",
+    "MAX_URL_CHARS",
+    "PROCESS_ARTICLE",
+    "PUBLIC_TASKS",
+    "QUEUE",
+    "REAP_STALE",
+    "RUN_PIPELINE",
+    "IngestPayload",
+    "Payload",
+    "PipelineRunPayload",
+    "ProcessArticlePayload",
+    "ReapPayload",
+    "describe_validation",
+    "parse_payload",
+]
+
+QUEUE: Final = "celery"
+
+INGEST: Final = "articles.ingest"
+PROCESS_ARTICLE: Final = "articles.process_article"
+RUN_PIPELINE: Final = "articles.run_pipeline"
+REAP_STALE: Final = "articles.reap_stale"
+
+PUBLIC_TASKS: Final = (INGEST, PROCESS_ARTICLE, RUN_PIPELINE, REAP_STALE)
+
+MAX_TITLE_CHARS: Final = 500
+MAX_BODY_CHARS: Final = 1_000_000
+MAX_URL_CHARS: Final = 2048
+MAX_EXTERNAL_ID_CHARS: Final = 255
+MAX_BATCH_SIZE: Final = 10_000
+MAX_LIMIT: Final = 10_000_000
+MAX_ID: Final = 2**63 - 1
+
+_url_adapter: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _storable(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate (from JSON "\ud800") is not UTF-8.
+    # Runs before the str check, whose own message for a surrogate is an opaque parse error.
+    if not isinstance(value, str):
+        return value  # the strict str check names the wrong type
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 (it contains a lone surrogate)") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _http_url(value: str) -> str:
+    _url_adapter.validate_python(value)
+    return value
+
+
+# Length limits sit on the str itself, so their message reads "String should have at most N
+# characters" (after a custom validator it would read "Value should have at most N items").
+Storable = BeforeValidator(_storable)
+NotBlank = AfterValidator(_not_blank)
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS), Storable, NotBlank]
+Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), Storable, NotBlank]
+SourceUrl = Annotated[str, Field(max_length=MAX_URL_CHARS), Storable, AfterValidator(_http_url)]
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=MAX_EXTERNAL_ID_CHARS), Storable, NotBlank
+]
+
+
+class Payload(BaseModel):
+    # strict: "12" is not an id and true is not a number; forbid: a typo in a field name is an
+    # error, not a silently ignored argument.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class IngestPayload(Payload):
+    """`articles.ingest`: store one article as `pending`. Idempotent on `external_id`."""
+
+    title: Title
+    body: Body
+    source_url: SourceUrl | None = None
+    external_id: ExternalId | None = None
+
+
+class ProcessArticlePayload(Payload):
+    """`articles.process_article`: process one article by id."""
+
+    article_id: int = Field(ge=1, le=MAX_ID)
+
+
+class PipelineRunPayload(Payload):
+    """`articles.run_pipeline`: claim pending articles in batches and process them."""
+
+    batch_size: int = Field(default=100, ge=1, le=MAX_BATCH_SIZE)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+
+
+class ReapPayload(Payload):
+    """`articles.reap_stale`: return articles whose claim lease expired. No arguments."""
+
+
+P = TypeVar("P", bound="Payload")
+
+PAYLOADS: Final[Mapping[str, type[Payload]]] = {
+    INGEST: IngestPayload,
+    PROCESS_ARTICLE: ProcessArticlePayload,
+    RUN_PIPELINE: PipelineRunPayload,
+    REAP_STALE: ReapPayload,
+}
+
+
+def parse_payload(
+    model: type[P], task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> P:
+    """Validate a job's arguments; raise `InvalidPayload` with every problem named.
+
+    Positional arguments map onto the fields in declared order, so `send_task(name, args=[42])`
+    from a client without keyword arguments works too.
+    """
+    fields = list(model.model_fields)
+    if len(args) > len(fields):
+        raise InvalidPayload(
+            f"{task_name} takes at most {len(fields)} positional argument(s) "
+            f"({', '.join(fields) or 'none'}), got {len(args)}"
+        )
+    data = dict(zip(fields, args, strict=False))
+    clash = sorted(set(data) & set(kwargs))
+    if clash:
+        raise InvalidPayload(f"{task_name} got {', '.join(clash)} both positionally and by name")
+    data.update(kwargs)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidPayload(f"{task_name}: {describe_validation(exc)}") from None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """One line per problem, without echoing the (possibly huge or secret) input value."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

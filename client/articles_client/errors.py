@@ -1,0 +1,41 @@
+"""One exception hierarchy. Whether Celery retries a task depends only on which branch it is in."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArticleRejected",
+    "ArticlesError",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "InvalidPayload",
+    "TransientError",
+    "UnsupportedPool",
+]
+
+
+class ArticlesError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(ArticlesError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class InvalidPayload(ArticlesError):
+    """A job's arguments break the task contract. Never retried: the same input fails again."""
+
+
+class ArticleRejected(ArticlesError):
+    """An article's content cannot be processed (empty body, say). The article is marked failed."""
+
+
+class TransientError(ArticlesError):
+    """A failure that may pass (a dropped connection, a serialization conflict). Retried."""
+
+
+class BrokerUnavailable(ArticlesError):
+    """The producer could not reach the broker within its bounded retry."""
+
+
+class UnsupportedPool(ArticlesError):
+    """The worker was started with a pool the async bridge cannot run under."""

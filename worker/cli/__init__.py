@@ -1,0 +1,1 @@
+"""The `articles` command: demo, seeding, ingest, pipeline runs, status and database upgrades."""
