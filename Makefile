@@ -24,8 +24,11 @@ lint: $(STAMP)
 			docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
 	else echo "docker-compose not installed: compose file not validated"; fi
 
+# The whole suite on Redis, then the integration and acceptance layers again on RabbitMQ (in a
+# vhost of the run's own). RabbitMQ's reliability tests run in the first pass on private nodes.
 test: $(STAMP)
 	$(BIN)/pytest
+	TEST_TRANSPORT=amqp $(BIN)/pytest -m "integration or acceptance"
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not reliability"
@@ -36,8 +39,16 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The default deployment: one worker for everything but pipeline runs, and one of its own for
+# them, so a long run never holds up an ingest (README, "Queues by kind of work").
+MAIN_QUEUES := celery,articles.ingest,articles.process,articles.maintenance
+PIPELINE_QUEUES := articles.pipeline
+
 worker: $(STAMP)
-	$(BIN)/celery -A worker worker -l info
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/celery -A worker worker -l info -n main@%h -Q $(MAIN_QUEUES) & \
+	$(BIN)/celery -A worker worker -l info -n pipeline@%h -Q $(PIPELINE_QUEUES) -c 1 & \
+	wait
 
 beat: $(STAMP)
 	mkdir -p var

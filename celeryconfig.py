@@ -12,8 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from articles_client import contract
-from articles_client.config import REDIS_CLIENT_SETTINGS, RESULT_RETRY_POLICY, WIRE_SETTINGS
+from articles_client import contract, queues
+from articles_client.config import (
+    AMQP_PUBLISH_OPTIONS,
+    REDIS_CLIENT_SETTINGS,
+    RESULT_RETRY_POLICY,
+    WIRE_SETTINGS,
+)
 from worker.runtime import embedded
 from worker.runtime.settings import VAR_DIR, get_settings
 
@@ -28,6 +33,11 @@ result_backend = _settings.celery_result_backend
 # the default queue, sent events, and the Redis timeouts and result-store retries.
 globals().update(WIRE_SETTINGS)
 globals().update(REDIS_CLIENT_SETTINGS)
+# The queues by kind of work and the routes to them, declared exactly as the client declares them
+# (RabbitMQ refuses a queue redeclared with other arguments). A worker started without -Q
+# consumes them all; the default deployment gives the pipeline queue a worker of its own.
+task_queues = queues.task_queues(broker_url)
+task_routes = queues.task_routes()
 
 # At-least-once delivery: ack after the task returns, requeue when a prefork child dies, and hold
 # only one unstarted message per process so a crash strands as little as possible.
@@ -60,7 +70,11 @@ _redis_options: dict[str, Any] = {
 # unknown ones (polling_interval included): the embedded broker keeps kombu's 1 s poll.
 _sqla_options: dict[str, Any] = {}
 broker_transport_options = (
-    _sqla_options if _settings.celery_broker_url.startswith("sqla+") else _redis_options
+    _sqla_options
+    if _settings.celery_broker_url.startswith("sqla+")
+    else dict(AMQP_PUBLISH_OPTIONS)
+    if queues.is_amqp(broker_url)
+    else _redis_options
 )
 result_backend_transport_options = {
     "visibility_timeout": _settings.visibility_timeout,

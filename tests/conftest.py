@@ -19,8 +19,16 @@ import redis
 
 # Importing tests.support.env puts this run's servers into the environment; project modules
 # read settings lazily, in the fixtures below, so they see it.
-from tests.support import database
-from tests.support.env import DATABASE_URL, DB_NAME, PG_ADMIN_URL, REDIS_URL
+from tests.support import database, rabbitmq
+from tests.support.env import (
+    AMQP_VHOST,
+    BROKER,
+    BROKER_URL,
+    DATABASE_URL,
+    DB_NAME,
+    PG_ADMIN_URL,
+    REDIS_URL,
+)
 
 pytest_plugins = ("celery.contrib.pytest",)
 
@@ -33,6 +41,14 @@ def database_url() -> str:
 
     upgrade(DATABASE_URL)
     return DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """This run's broker: Redis (its db number), or a RabbitMQ vhost of its own, made empty."""
+    if BROKER == "amqp":
+        rabbitmq.recreate_vhost(AMQP_VHOST)
+    return BROKER_URL
 
 
 @pytest.fixture(scope="session")
@@ -51,14 +67,17 @@ def clean_db(database_url: str) -> str:
 
 
 @pytest.fixture
-def clean_redis(redis_client: redis.Redis) -> redis.Redis:
-    """Delete this db's keys before the test, except kombu's queue bindings."""
+def clean_redis(redis_client: redis.Redis, broker_url: str) -> redis.Redis:
+    """Delete this db's keys before the test, except kombu's queue bindings; on RabbitMQ, purge
+    this run's queues too."""
     database.flush_redis(redis_client)
+    if BROKER == "amqp":
+        rabbitmq.purge(broker_url)
     return redis_client
 
 
 @pytest.fixture(scope="session")
-def celery_session_app(database_url: str) -> Any:
+def celery_session_app(database_url: str, broker_url: str) -> Any:
     """The real application, configured from this run's environment."""
     from worker import app
 
@@ -68,7 +87,9 @@ def celery_session_app(database_url: str) -> Any:
 
 @pytest.fixture(scope="session")
 def celery_worker_parameters() -> dict[str, Any]:
-    return {"queues": ("celery",), "shutdown_timeout": 30}
+    from articles_client import contract
+
+    return {"queues": contract.WORK_QUEUES, "shutdown_timeout": 30}
 
 
 @pytest.fixture

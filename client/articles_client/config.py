@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from articles_client import contract
+from articles_client import contract, queues
 from articles_client.errors import ConfigurationError
 from articles_client.urls import BACKEND_SCHEMES, BROKER_SCHEMES, check_scheme
 
@@ -45,6 +45,9 @@ REDIS_CLIENT_SETTINGS: Final[Mapping[str, Any]] = {
     # 10 ms doubling to at most 1 s between result-store retries, not the 10 s default steps.
     "result_backend_max_sleep_between_retries_ms": 1000,
 }
+
+# Publisher confirms: a publish returns only once RabbitMQ has taken the message.
+AMQP_PUBLISH_OPTIONS: Final[Mapping[str, Any]] = {"confirm_publish": True}
 
 RESULT_RETRY_POLICY: Final[Mapping[str, Any]] = {
     "max_retries": 3,
@@ -93,6 +96,8 @@ class ClientConfig:
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": self._transport_options(),
             "result_backend_transport_options": {"retry_policy": dict(RESULT_RETRY_POLICY)},
+            "task_queues": queues.task_queues(self.broker_url),
+            "task_routes": queues.task_routes(),
             **WIRE_SETTINGS,
             **REDIS_CLIENT_SETTINGS,
         }
@@ -102,6 +107,8 @@ class ClientConfig:
         # SQLAlchemy one hands every option to create_engine()).
         if self.broker_url.startswith(("redis://", "rediss://")):
             return {"socket_timeout": 10, "socket_connect_timeout": 5}
+        if queues.is_amqp(self.broker_url):
+            return dict(AMQP_PUBLISH_OPTIONS)
         return {}
 
 

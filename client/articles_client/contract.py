@@ -26,6 +26,9 @@ from articles_client.errors import InvalidPayload
 
 __all__ = [
     "INGEST",
+    "INGEST_QUEUE",
+    "MAINTENANCE_QUEUE",
+    "MAIN_WORKER_QUEUES",
     "MAX_BATCH_SIZE",
     "MAX_BODY_CHARS",
     "MAX_EXTERNAL_ID_CHARS",
@@ -33,11 +36,16 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_TITLE_CHARS",
     "MAX_URL_CHARS",
+    "PIPELINE_QUEUE",
+    "PIPELINE_WORKER_QUEUES",
     "PROCESS_ARTICLE",
+    "PROCESS_QUEUE",
     "PUBLIC_TASKS",
     "QUEUE",
     "REAP_STALE",
+    "ROUTES",
     "RUN_PIPELINE",
+    "WORK_QUEUES",
     "IngestPayload",
     "Payload",
     "PipelineRunPayload",
@@ -47,6 +55,8 @@ __all__ = [
     "parse_payload",
 ]
 
+# The default queue: the entry point for clients that cannot route (celery-node sends every
+# task here). Workers always consume it.
 QUEUE: Final = "celery"
 
 INGEST: Final = "articles.ingest"
@@ -55,6 +65,24 @@ RUN_PIPELINE: Final = "articles.run_pipeline"
 REAP_STALE: Final = "articles.reap_stale"
 
 PUBLIC_TASKS: Final = (INGEST, PROCESS_ARTICLE, RUN_PIPELINE, REAP_STALE)
+
+# One queue per kind of work, so a long pipeline run never holds up an ingest: the default
+# deployment gives the pipeline queue workers of its own (README, "Queues by kind of work").
+INGEST_QUEUE: Final = "articles.ingest"
+PROCESS_QUEUE: Final = "articles.process"
+PIPELINE_QUEUE: Final = "articles.pipeline"
+MAINTENANCE_QUEUE: Final = "articles.maintenance"
+WORK_QUEUES: Final = (QUEUE, INGEST_QUEUE, PROCESS_QUEUE, PIPELINE_QUEUE, MAINTENANCE_QUEUE)
+# The default deployment (`make worker`, compose): the pipeline queue has workers of its own, so
+# every other kind of work keeps free slots however long the runs are.
+PIPELINE_WORKER_QUEUES: Final = (PIPELINE_QUEUE,)
+MAIN_WORKER_QUEUES: Final = tuple(q for q in WORK_QUEUES if q not in PIPELINE_WORKER_QUEUES)
+ROUTES: Final[Mapping[str, str]] = {
+    INGEST: INGEST_QUEUE,
+    PROCESS_ARTICLE: PROCESS_QUEUE,
+    RUN_PIPELINE: PIPELINE_QUEUE,
+    REAP_STALE: MAINTENANCE_QUEUE,
+}
 
 MAX_TITLE_CHARS: Final = 500
 MAX_BODY_CHARS: Final = 1_000_000

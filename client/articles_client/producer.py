@@ -88,7 +88,6 @@ def _send(name: str, payload: Payload, *, task_id: str | None) -> AsyncResult[An
         return app.send_task(
             name,
             kwargs=payload.model_dump(exclude_defaults=True),
-            queue=contract.QUEUE,
             task_id=task_id,
             retry=True,
             retry_policy=RETRY_POLICY,

@@ -30,11 +30,11 @@ def subprocess_workers_only(
 ) -> Iterator[None]:
     """Clean state, and no in-process worker consuming the default queue during the test."""
     hostname = celery_session_worker.hostname
-    replies = app.control.cancel_consumer(
-        contract.QUEUE, destination=[hostname], reply=True, timeout=10
-    )
-    assert replies, f"the in-process worker {hostname} did not answer cancel_consumer"
+    for queue in contract.WORK_QUEUES:
+        replies = app.control.cancel_consumer(queue, destination=[hostname], reply=True, timeout=10)
+        assert replies, f"the in-process worker {hostname} did not answer cancel_consumer"
     try:
         yield
     finally:
-        app.control.add_consumer(contract.QUEUE, destination=[hostname], reply=True, timeout=10)
+        for queue in contract.WORK_QUEUES:
+            app.control.add_consumer(queue, destination=[hostname], reply=True, timeout=10)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import sql
-from tests.support.env import REDIS_URL
+from tests.support.env import BROKER_URL, REDIS_URL
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.acceptance
@@ -58,7 +58,7 @@ def test_a_job_enqueued_from_the_client_venv_runs_on_a_real_worker(
     # An empty directory, the broker and result URLs only: what a service's process has.
     env = {
         "PATH": "/usr/bin:/bin",
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
     }
     done = _run([str(client_venv / "bin" / "python"), "-c", textwrap.dedent(code)],

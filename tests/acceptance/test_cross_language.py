@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.database import fetch
-from tests.support.env import REDIS_URL
+from tests.support.env import BROKER_URL, REDIS_URL
 
 pytestmark = pytest.mark.acceptance
 
@@ -39,7 +39,7 @@ def node_client() -> Path:
 
 def send_from_node(script: Path, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     out = subprocess.run(
-        ["node", str(script), REDIS_URL, REDIS_URL, name, json.dumps(kwargs)],
+        ["node", str(script), BROKER_URL, REDIS_URL, name, json.dumps(kwargs)],
         capture_output=True,
         text=True,
         timeout=60,

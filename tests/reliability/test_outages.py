@@ -135,15 +135,19 @@ def _state_counts(app: Celery, ids: list[str]) -> dict[str, int]:
 def test_beat_survives_redis_down_and_resumes_publishing(stack: Stack) -> None:
     env = stack.env(REAPER_INTERVAL_SECONDS="1", PIPELINE_INTERVAL_SECONDS="1")
     client = stack.redis.client()
+
+    def queued() -> int:
+        return sum(client.llen(queue) for queue in contract.WORK_QUEUES)
+
     with stack.beat(env) as beat:
-        stack.wait_for(lambda: client.llen(contract.QUEUE) > 0, 20, "beat publishing")
+        stack.wait_for(lambda: queued() > 0, 20, "beat publishing")
         stack.redis.stop()
         time.sleep(5)
         assert beat.popen.poll() is None, beat.log()
         stack.redis.start()
         client = stack.redis.client()
-        client.delete(contract.QUEUE)  # only what beat sends after the restart counts
-        resumed = stack.wait_for(lambda: client.llen(contract.QUEUE) > 0, 30, "beat resuming")
+        client.delete(*contract.WORK_QUEUES)  # only what beat sends after the restart counts
+        resumed = stack.wait_for(lambda: queued() > 0, 30, "beat resuming")
         log = beat.log()
     print(f"\nbeat kept running through a 5 s Redis outage; published again {resumed:.1f}s after")
     assert "Couldn't apply scheduled task" in log  # ticks during the outage: logged, dropped

@@ -1,0 +1,150 @@
+"""RabbitMQ as the broker, on a private node of this module's own (results on a private Redis):
+a SIGKILLed worker loses nothing, countdown retries travel through quorum queues, and the
+server's consumer_timeout must exceed the longest task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from articles_client import contract, queues
+from tests.reliability.conftest import Stack
+from tests.support.rabbitmq import PrivateRabbit, private_rabbit
+
+pytestmark = pytest.mark.reliability
+
+TASKS = "tests.support.tasks,tests.support.amqp_tasks"
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> Iterator[PrivateRabbit]:
+    # A short consumer_timeout (the server default is 30 minutes) so a test can show it matter.
+    with private_rabbit(consumer_timeout_ms=5000) as node:
+        yield node
+
+
+@dataclass
+class AmqpStack:
+    """The reliability stack with a private RabbitMQ vhost as its broker."""
+
+    stack: Stack
+    broker_url: str
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return self.stack.env(
+            CELERY_BROKER_URL=self.broker_url, EXTRA_TASK_MODULES=TASKS, **overrides
+        )
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Celery]:
+        """A client app on this broker. Celery prefers CELERY_RESULT_BACKEND from the environment
+        (which names the shared Redis) to its configuration: point it here while in use."""
+        saved = os.environ.get("CELERY_RESULT_BACKEND")
+        os.environ["CELERY_RESULT_BACKEND"] = self.stack.redis.url()
+        app = Celery("amqp-reliability-client", set_as_current=False)
+        app.conf.update(
+            broker_url=self.broker_url,
+            broker_write_url=self.broker_url,
+            result_backend=self.stack.redis.url(),
+            task_serializer="json",
+            accept_content=["json"],
+            task_queues=queues.task_queues(self.broker_url),
+            task_routes=queues.task_routes(),
+            broker_transport_options={"confirm_publish": True},
+        )
+        try:
+            yield app
+        finally:
+            app.close()
+            if saved is None:
+                os.environ.pop("CELERY_RESULT_BACKEND", None)
+            else:
+                os.environ["CELERY_RESULT_BACKEND"] = saved
+
+
+@pytest.fixture
+def amqp(stack: Stack, rabbit: PrivateRabbit) -> Iterator[AmqpStack]:
+    vhost = f"rel-{uuid.uuid4().hex[:8]}"
+    for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")):
+        assert rabbit.ctl(*args).returncode == 0
+    yield AmqpStack(stack=stack, broker_url=rabbit.url(vhost))
+    rabbit.ctl("delete_vhost", vhost)
+
+
+def test_worker_killed_mid_run_every_article_done_once(amqp: AmqpStack) -> None:
+    stack, total = amqp.stack, 1000
+    stack.add_articles(total)
+    # Beat's pipeline ticks pick up the rows the reaper returns once the redelivered runs are over.
+    # Limits long enough that a redelivered run finishes on a loaded machine.
+    env = amqp.env(
+        PIPELINE_INTERVAL_SECONDS="2",
+        TASK_SOFT_TIME_LIMIT="60",
+        TASK_TIME_LIMIT="70",
+        BROKER_VISIBILITY_TIMEOUT="80",
+    )
+    with amqp.client() as client, stack.worker(env, name="doomed", concurrency=2) as doomed:
+        for _ in range(2):
+            client.send_task(contract.RUN_PIPELINE, kwargs={"batch_size": 10})
+        stack.wait_for(lambda: stack.counts().get("done", 0) >= total // 4, 60, "a quarter done")
+        doomed.kill()
+        killed_at = time.monotonic()
+    at_kill = stack.counts()
+    # RabbitMQ returns the killed worker's unacked run messages as soon as its connection drops;
+    # the claimed rows come back through the lease (fold-in or reaper) when the runs are redone.
+    with stack.beat(env), stack.worker(env, name="survivor"):
+        stack.wait_for(stack.all_done(total), 90, "every article done", detail=stack.counts)
+        recovered = time.monotonic() - killed_at
+    print(f"\nRabbitMQ: at SIGKILL {at_kill}; all {total} done {recovered:.1f}s after the kill")
+    assert stack.counts() == {"done": total}
+    assert stack.times_processed() == {1: total}
+
+
+def test_a_countdown_retry_travels_through_a_quorum_queue(amqp: AmqpStack) -> None:
+    with amqp.client() as client, amqp.stack.worker(amqp.env(), name="retrier") as worker:
+        sent_at = time.time()
+        result = client.send_task("tests.retry_once", kwargs={"countdown": 2})
+        outcome: dict[str, Any] = result.get(timeout=60)
+        log = worker.log()
+    waited = outcome["finished_at"] - sent_at
+    print(f"\nretry with countdown 2 s on a quorum queue ran after {waited:.1f}s")
+    assert outcome["retries"] == 1
+    assert waited >= 2
+    # Native delayed delivery (topic exchanges), not an ETA held in the worker's memory: the
+    # retry arrives as a new delivery after the countdown.
+    assert log.count("Task tests.retry_once[") >= 2
+    assert "Direct exchanges are not supported with native delayed delivery" not in log
+
+
+def test_consumer_timeout_must_exceed_the_task_time_limit(
+    amqp: AmqpStack, rabbit: PrivateRabbit
+) -> None:
+    # The node's consumer_timeout is 5 s. A late-acked task that holds its message longer makes
+    # RabbitMQ close the channel with PRECONDITION_FAILED, and Celery cannot recover from that:
+    # the worker exits. Hence the rule: consumer_timeout above TASK_TIME_LIMIT (README).
+    env = amqp.env(TASK_SOFT_TIME_LIMIT="20", TASK_TIME_LIMIT="25", BROKER_VISIBILITY_TIMEOUT="30")
+    with amqp.client() as client:
+        result = client.send_task("tests.sleep", kwargs={"seconds": 8})
+        with amqp.stack.worker(env, name="too-short", concurrency=1) as worker:
+            worker.wait_for_log("delivery acknowledgement on channel 1 timed out", timeout=60)
+            worker.popen.wait(timeout=60)
+        assert worker.popen.returncode != 0
+
+        # With the rule applied the requeued message runs once more, to the end, and the worker
+        # stays up. (Set at runtime: channels opened from now on get the new value.)
+        timeout_ms = 60_000  # above TASK_TIME_LIMIT (25 s here)
+        done = rabbit.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {timeout_ms}).")
+        assert done.returncode == 0, done.stderr
+        with amqp.stack.worker(env, name="long-enough", concurrency=1) as survivor:
+            assert result.get(timeout=120) == 8
+            assert survivor.popen.poll() is None
+            assert "PRECONDITION_FAILED" not in survivor.log()
+    print("\nconsumer_timeout 5 s < 8 s task: worker exited; 60 s: the task completed")
