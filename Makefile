@@ -22,6 +22,9 @@ lint: $(STAMP)
 	@if command -v docker-compose >/dev/null; then \
 		POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint \
 			docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+		POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint RABBITMQ_PASSWORD=lint \
+			docker-compose -f docker-compose.yml -f docker-compose.rabbitmq.yml config -q \
+			&& echo "docker-compose.rabbitmq.yml: valid"; \
 	else echo "docker-compose not installed: compose file not validated"; fi
 
 # The whole suite on Redis, then the integration and acceptance layers again on RabbitMQ (in a
@@ -38,6 +41,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.brokers
 
 # The default deployment: one worker for everything but pipeline runs, and one of its own for
 # them, so a long run never holds up an ingest (README, "Queues by kind of work").

@@ -53,11 +53,18 @@ def _rss_kb(pid: int) -> int:
 
 @contextlib.contextmanager
 def running_worker(
-    app: Celery, env: dict[str, str], *, name: str, concurrency: int, log_dir: Path
+    app: Celery,
+    env: dict[str, str],
+    *,
+    name: str,
+    concurrency: int,
+    log_dir: Path,
+    queue: str | None = None,
 ) -> Iterator[Worker]:
-    """A prefork worker consuming only its own queue, logging warnings only (every row alike)."""
+    """A prefork worker consuming only its own queue (`bench.<name>` unless given), logging
+    warnings only (every row alike)."""
     node = f"{name}-{uuid.uuid4().hex[:6]}@bench"
-    queue = f"bench.{name}"
+    queue = queue or f"bench.{name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     args = [
