@@ -11,6 +11,7 @@ from celery import Task
 from articles_client import contract
 from articles_client.contract import (
     IngestPayload,
+    P,
     PipelineRunPayload,
     ProcessArticlePayload,
     parse_payload,
@@ -24,11 +25,19 @@ from worker.runtime.app import app
 log = logging.getLogger(__name__)
 
 
+def _payload(
+    task: Task[Any, Any], model: type[P], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> P:
+    # The sender's contract version travels in a message header (absent: our own version).
+    version = getattr(task.request, contract.CONTRACT_HEADER, None)
+    return parse_payload(model, task.name, args, kwargs, sender_version=version)
+
+
 @app.task(name=contract.INGEST, base=ArticleTask, bind=True)
 def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Store one article as `pending`; a known `external_id` (or a redelivery of this same
     message) returns the existing id."""
-    payload = parse_payload(IngestPayload, contract.INGEST, args, kwargs)
+    payload = _payload(self, IngestPayload, args, kwargs)
     return bridge.run_in_session(
         functools.partial(jobs.ingest, payload=payload, task_id=self.request.id)
     )
@@ -37,7 +46,7 @@ def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name=contract.PROCESS_ARTICLE, base=ArticleTask, bind=True)
 def process_article(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Process one pending article; an article already processed is reported, not redone."""
-    payload = parse_payload(ProcessArticlePayload, contract.PROCESS_ARTICLE, args, kwargs)
+    payload = _payload(self, ProcessArticlePayload, args, kwargs)
     return bridge.run_in_session(
         functools.partial(jobs.process_article, article_id=payload.article_id)
     )
@@ -50,7 +59,7 @@ def run_pipeline(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, A
     Each batch crosses the bridge on its own, so progress is reported between batches and a soft
     time limit loses at most the batch in flight (rolled back, its claim reaped later).
     """
-    payload = parse_payload(PipelineRunPayload, contract.RUN_PIPELINE, args, kwargs)
+    payload = _payload(self, PipelineRunPayload, args, kwargs)
     run_id, expected = bridge.run_in_session(
         functools.partial(
             jobs.start_run,
