@@ -26,8 +26,10 @@ class _StampingAMQP(AMQP):
 class ClientApp(Celery):
     """The client's private Celery app: configured only in code, from a `ClientConfig`.
 
-    Never the "current" app, and its loader is named, so neither a `celeryconfig` module on the
-    caller's path nor `CELERY_LOADER`/`CELERY_CONFIG_MODULE` can change what it sends. Celery
+    Never the "current" app, its loader is named and its configuration is given as its config
+    source, so neither a `celeryconfig` module on the caller's path nor the `CELERY_LOADER` or
+    `CELERY_CONFIG_MODULE` variables (which Celery's loader otherwise imports) change what it
+    sends. Celery
     prefers the `CELERY_BROKER_URL`, `CELERY_BROKER_WRITE_URL` and `CELERY_RESULT_BACKEND`
     environment variables to any configured value (celery/app/utils.py); here the configured
     URLs win, so `configure(...)` means what it says.
@@ -39,6 +41,7 @@ class ClientApp(Celery):
             set_as_current=False,
             loader="celery.loaders.app:AppLoader",
             amqp=_StampingAMQP,
+            config_source=config.celery_settings(),
         )
         self.client_config = config
 
@@ -68,6 +71,4 @@ def _no_subscription(producer: Any, task_id: str) -> None:
 
 def build_app(config: ClientConfig) -> ClientApp:
     """A new client app for `config`."""
-    app = ClientApp(config)
-    app.conf.update(config.celery_settings())
-    return app
+    return ClientApp(config)
