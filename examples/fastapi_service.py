@@ -1,6 +1,6 @@
 """A FastAPI service that enqueues article jobs with the articles-worker client, and nothing else.
 
-    pip install ./client fastapi uvicorn
+    pip install ./client fastapi "uvicorn[standard]"
     export CELERY_BROKER_URL=redis://broker-host:6379/0 CELERY_RESULT_BACKEND=redis://broker-host:6379/1
     uvicorn fastapi_service:app --app-dir examples
 

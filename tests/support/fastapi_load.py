@@ -1,9 +1,10 @@
 """Load for the FastAPI example, run by the client venv's Python (which has httpx).
 
     python fastapi_load.py load BASE_URL N PREFIX    N concurrent POST /articles
-    python fastapi_load.py health BASE_URL STOP      GET /health every 10 ms until STOP exists
+    python fastapi_load.py health BASE_URL STOP OUT  GET /health every 10 ms until STOP exists
 
-Each prints one JSON line: the responses, or the (time, latency in ms, status) samples.
+`load` prints one JSON line with the responses; `health` appends one JSON line per sample
+(time, latency in ms, status) to OUT as it goes, so a test can read them while it runs.
 
 The health prober is a process of its own, so the load's own event loop does not delay it: what
 it measures is the service's answer time.
@@ -43,16 +44,15 @@ async def load(base: str, n: int, prefix: str) -> None:
     )
 
 
-def health(base: str, stop: Path) -> None:
-    samples = []
-    with httpx.Client(base_url=base, timeout=10) as client:
+def health(base: str, stop: Path, out: Path) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client, out.open("a") as samples:
         while not stop.exists():
             started = time.perf_counter()
             response = client.get("/health")
             elapsed = time.perf_counter() - started
-            samples.append((time.time(), elapsed * 1000, response.status_code))
+            samples.write(json.dumps([time.time(), elapsed * 1000, response.status_code]) + "\n")
+            samples.flush()
             time.sleep(0.01)
-    print(json.dumps({"samples": samples}))
 
 
 if __name__ == "__main__":
@@ -60,4 +60,4 @@ if __name__ == "__main__":
     if mode == "load":
         asyncio.run(load(base, int(sys.argv[3]), sys.argv[4]))
     else:
-        health(base, Path(sys.argv[3]))
+        health(base, Path(sys.argv[3]), Path(sys.argv[4]))
