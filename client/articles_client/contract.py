@@ -236,10 +236,12 @@ def _drop_unknown(
     unknown = sorted(set(data) - set(model.model_fields))
     if not unknown:
         return data
+    # Names come from the sender: a bounded few, each cut short, keep the log line readable.
+    names = ", ".join(name[:40] for name in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
     log.warning(
         "%s: ignoring field(s) %s sent under contract %s (this side speaks %s)",
         task_name,
-        ", ".join(unknown),
+        names,
         sender,
         own,
     )
