@@ -9,14 +9,9 @@ from typing import Any
 from celery import Task
 
 from articles_client import contract
-from articles_client.contract import (
-    IngestPayload,
-    PipelineRunPayload,
-    ProcessArticlePayload,
-    parse_payload,
-)
+from articles_client.contract import IngestPayload, PipelineRunPayload, ProcessArticlePayload
 from tasks import jobs
-from tasks.base import ArticleTask
+from tasks.base import ArticleTask, payload_of
 from tasks.jobs import BatchResult
 from worker.runtime import bridge
 from worker.runtime.app import app
@@ -28,7 +23,7 @@ log = logging.getLogger(__name__)
 def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Store one article as `pending`; a known `external_id` (or a redelivery of this same
     message) returns the existing id."""
-    payload = parse_payload(IngestPayload, contract.INGEST, args, kwargs)
+    payload = payload_of(self, IngestPayload, args, kwargs)
     return bridge.run_in_session(
         functools.partial(jobs.ingest, payload=payload, task_id=self.request.id)
     )
@@ -37,7 +32,7 @@ def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name=contract.PROCESS_ARTICLE, base=ArticleTask, bind=True)
 def process_article(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Process one pending article; an article already processed is reported, not redone."""
-    payload = parse_payload(ProcessArticlePayload, contract.PROCESS_ARTICLE, args, kwargs)
+    payload = payload_of(self, ProcessArticlePayload, args, kwargs)
     return bridge.run_in_session(
         functools.partial(jobs.process_article, article_id=payload.article_id)
     )
@@ -50,7 +45,7 @@ def run_pipeline(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, A
     Each batch crosses the bridge on its own, so progress is reported between batches and a soft
     time limit loses at most the batch in flight (rolled back, its claim reaped later).
     """
-    payload = parse_payload(PipelineRunPayload, contract.RUN_PIPELINE, args, kwargs)
+    payload = payload_of(self, PipelineRunPayload, args, kwargs)
     run_id, expected = bridge.run_in_session(
         functools.partial(
             jobs.start_run,

@@ -6,6 +6,8 @@ from typing import Any
 
 from celery import Task
 
+from articles_client import contract
+from articles_client.contract import P, parse_payload
 from articles_client.errors import ArticleRejected, InvalidPayload, TransientError
 from worker.runtime.settings import get_settings
 
@@ -24,3 +26,15 @@ class ArticleTask(Task[Any, Any]):
     throws = (InvalidPayload, ArticleRejected)
     # Validation happens in the task body, so a bad payload is a clear failure, not a TypeError.
     typing = False
+
+
+def payload_of(
+    task: Task[Any, Any], model: type[P], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> P:
+    """Validate a job's arguments against the contract, as the version its sender speaks.
+
+    The version travels in the message header `articles_contract`; without it (celery-node, a
+    raw sender, a chain step sent by a worker) the message is read as this worker's own version.
+    """
+    version = getattr(task.request, contract.CONTRACT_HEADER, None)
+    return parse_payload(model, task.name, args, kwargs, sender_version=version)

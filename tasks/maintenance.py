@@ -9,9 +9,9 @@ from celery import Task
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from articles_client import contract
-from articles_client.contract import ReapPayload, parse_payload
+from articles_client.contract import ReapPayload
 from db import queries
-from tasks.base import ArticleTask
+from tasks.base import ArticleTask, payload_of
 from worker.runtime import bridge
 from worker.runtime.app import app
 from worker.runtime.settings import get_settings
@@ -30,7 +30,7 @@ async def _reap(
 def reap_stale(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, int]:
     """Return articles whose claim lease expired (their worker died) to `pending`, or to `failed`
     after too many attempts, and mark runs that outlived any task's hard limit as abandoned."""
-    parse_payload(ReapPayload, contract.REAP_STALE, args, kwargs)
+    payload_of(self, ReapPayload, args, kwargs)
     settings = get_settings()
     return bridge.run_in_session(
         functools.partial(

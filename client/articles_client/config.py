@@ -87,8 +87,8 @@ class ClientConfig:
     def celery_settings(self) -> dict[str, Any]:
         """The Celery settings of the client's private app."""
         return {
-            # The *_read/_write URLs win over the CELERY_BROKER_URL environment variable, which
-            # Celery otherwise prefers to any configured broker_url.
+            # Celery prefers the CELERY_BROKER_URL variable to a configured broker_url but not to
+            # the *_read/_write URLs; `ClientApp` also passes this URL to every connection.
             "broker_url": self.broker_url,
             "broker_read_url": self.broker_url,
             "broker_write_url": self.broker_url,

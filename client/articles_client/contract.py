@@ -8,7 +8,9 @@ This module imports nothing from the database layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import (
@@ -25,6 +27,8 @@ from pydantic import (
 from articles_client.errors import InvalidPayload
 
 __all__ = [
+    "CONTRACT_HEADER",
+    "CONTRACT_VERSION",
     "INGEST",
     "INGEST_QUEUE",
     "MAINTENANCE_QUEUE",
@@ -47,6 +51,7 @@ __all__ = [
     "RUN_PIPELINE",
     "WORK_QUEUES",
     "IngestPayload",
+    "IngestResult",
     "Payload",
     "PipelineRunPayload",
     "ProcessArticlePayload",
@@ -58,6 +63,11 @@ __all__ = [
 # The default queue: the entry point for clients that cannot route (celery-node sends every
 # task here). Workers always consume it.
 QUEUE: Final = "celery"
+
+# The contract's version, sent by the client in this message header. MAJOR changes break old
+# workers; a MINOR version only adds optional fields (see `parse_payload` for the rule).
+CONTRACT_VERSION: Final = "1.0"
+CONTRACT_HEADER: Final = "articles_contract"
 
 INGEST: Final = "articles.ingest"
 PROCESS_ARTICLE: Final = "articles.process_article"
@@ -93,6 +103,9 @@ MAX_LIMIT: Final = 10_000_000
 MAX_ID: Final = 2**63 - 1
 
 _url_adapter: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+_VERSION = re.compile(r"(\d{1,4})\.(\d{1,4})")
+
+log = logging.getLogger(__name__)
 
 
 def _storable(value: Any) -> Any:
@@ -164,6 +177,14 @@ class ReapPayload(Payload):
     """`articles.reap_stale`: return articles whose claim lease expired. No arguments."""
 
 
+class IngestResult(Payload):
+    """What `articles.ingest` returns. In a chain or chord it arrives as the next task's first
+    positional argument, so it is validated as strictly as a payload."""
+
+    article_id: int = Field(ge=1, le=MAX_ID)
+    created: bool
+
+
 P = TypeVar("P", bound="Payload")
 
 PAYLOADS: Final[Mapping[str, type[Payload]]] = {
@@ -175,13 +196,28 @@ PAYLOADS: Final[Mapping[str, type[Payload]]] = {
 
 
 def parse_payload(
-    model: type[P], task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    model: type[P],
+    task_name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    sender_version: str | None = None,
+    own_version: str = CONTRACT_VERSION,
 ) -> P:
     """Validate a job's arguments; raise `InvalidPayload` with every problem named.
 
     Positional arguments map onto the fields in declared order, so `send_task(name, args=[42])`
-    from a client without keyword arguments works too.
+    from a client without keyword arguments works too. A canvas predecessor's result in first
+    position is taken where it makes sense (`chain(ingest, process_article)`: its article id;
+    a chord of ingests into `run_pipeline`: checked, then not needed).
+
+    Contract evolution (`sender_version`, from the message's `articles_contract` header): a
+    sender of a newer MINOR version may send optional fields this side does not know; they are
+    dropped with a warning. From the same or an older version, or with no header, an unknown
+    field is an error (a typo), and a missing required field is always one. Another MAJOR
+    version is refused.
     """
+    args, kwargs = _take_previous_result(model, task_name, args, kwargs)
     fields = list(model.model_fields)
     if len(args) > len(fields):
         raise InvalidPayload(
@@ -193,10 +229,101 @@ def parse_payload(
     if clash:
         raise InvalidPayload(f"{task_name} got {', '.join(clash)} both positionally and by name")
     data.update(kwargs)
+    if sender_version is not None and _is_newer_minor(task_name, sender_version, own_version):
+        data = _drop_unknown(model, task_name, data, sender_version, own_version)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidPayload(f"{task_name}: {describe_validation(exc)}") from None
+
+
+def _version(task_name: str, value: object) -> tuple[int, int]:
+    match = _VERSION.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidPayload(
+            f"{task_name}: header {CONTRACT_HEADER} must be MAJOR.MINOR, got {value!r:.40}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def _is_newer_minor(task_name: str, sender: str, own: str) -> bool:
+    theirs, ours = _version(task_name, sender), _version(task_name, own)
+    if theirs[0] != ours[0]:
+        raise InvalidPayload(
+            f"{task_name}: sent under contract {sender}, which this side ({own}) cannot read: "
+            "the major versions differ"
+        )
+    return theirs > ours
+
+
+def _drop_unknown(
+    model: type[Payload], task_name: str, data: dict[str, Any], sender: str, own: str
+) -> dict[str, Any]:
+    # A newer minor version only adds optional fields, so what this side does not know it may
+    # ignore: the job still does what this version of the contract promises.
+    unknown = sorted(set(data) - set(model.model_fields))
+    if not unknown:
+        return data
+    # Names come from the sender: a bounded few, each cut short, keep the log line readable.
+    names = ", ".join(name[:40] for name in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+    log.warning(
+        "%s: ignoring field(s) %s sent under contract %s (this side speaks %s)",
+        task_name,
+        names,
+        sender,
+        own,
+    )
+    return {key: value for key, value in data.items() if key in model.model_fields}
+
+
+def _ingest_result(task_name: str, value: Any) -> IngestResult:
+    try:
+        return IngestResult.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidPayload(
+            f"{task_name}: the previous task's result: {describe_validation(exc)}"
+        ) from None
+
+
+def _after_ingest(task_name: str, previous: Any) -> dict[str, Any] | None:
+    # chain(ingest.s(...), process_article.s()): process the article just ingested.
+    if not isinstance(previous, dict):
+        return None
+    return {"article_id": _ingest_result(task_name, previous).article_id}
+
+
+def _after_ingests(task_name: str, previous: Any) -> dict[str, Any] | None:
+    # chord([ingest.s(...), ...], run_pipeline.s()): the ingested articles are pending, and the
+    # run claims every pending article, so the results are checked but add no argument.
+    if not isinstance(previous, list):
+        return None
+    for item in previous:
+        _ingest_result(task_name, item)
+    return {}
+
+
+# Which canvas predecessors each task accepts in first position.
+_PREVIOUS: Final[Mapping[type[Payload], Callable[[str, Any], dict[str, Any] | None]]] = {
+    ProcessArticlePayload: _after_ingest,
+    PipelineRunPayload: _after_ingests,
+}
+
+
+def _take_previous_result(
+    model: type[Payload], task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    accept = _PREVIOUS.get(model)
+    if accept is None or not args:
+        return args, kwargs
+    taken = accept(task_name, args[0])
+    if taken is None:
+        return args, kwargs  # not a canvas result: validated as a plain argument
+    clash = sorted(set(taken) & set(kwargs))
+    if clash:
+        raise InvalidPayload(
+            f"{task_name} got {', '.join(clash)} both from the previous task and by name"
+        )
+    return args[1:], {**kwargs, **taken}
 
 
 def describe_validation(exc: ValidationError) -> str:

@@ -21,11 +21,11 @@ import asyncio
 import threading
 from typing import Any, Final
 
-from celery import Celery
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from articles_client import contract
+from articles_client.app import ClientApp, build_app
 from articles_client.config import ClientConfig
 from articles_client.contract import (
     IngestPayload,
@@ -47,17 +47,17 @@ RETRY_POLICY: Final = {
 
 
 _lock = threading.Lock()
-_app: Celery | None = None
+_app: ClientApp | None = None
 
 
-def configure(config: ClientConfig | None = None, /, **fields: Any) -> Celery:
+def configure(config: ClientConfig | None = None, /, **fields: Any) -> ClientApp:
     """Configure the client explicitly, instead of from the environment.
 
     `configure(broker_url="redis://...", result_backend="redis://...")`, or pass a
     `ClientConfig`. Later calls replace the app; results already returned keep working.
     """
     global _app
-    app = _make_app(config if config is not None else ClientConfig(**fields))
+    app = build_app(config if config is not None else ClientConfig(**fields))
     with _lock:
         previous, _app = _app, app
     if previous is not None:
@@ -65,25 +65,18 @@ def configure(config: ClientConfig | None = None, /, **fields: Any) -> Celery:
     return app
 
 
-def client_app() -> Celery:
+def client_app() -> ClientApp:
     """The client's Celery app, built from the environment on first use."""
     global _app
     with _lock:
         if _app is None:
-            _app = _make_app(ClientConfig.from_env())
+            _app = build_app(ClientConfig.from_env())
         return _app
-
-
-def _make_app(config: ClientConfig) -> Celery:
-    # A private app: never the "current" one, and configured in code, so no celeryconfig module
-    # on the caller's path can change what it sends.
-    app = Celery("articles-client", set_as_current=False)
-    app.conf.update(config.celery_settings())
-    return app
 
 
 def _send(name: str, payload: Payload, *, task_id: str | None) -> AsyncResult[Any]:
     app = client_app()
+    config = app.client_config
     try:
         return app.send_task(
             name,
@@ -94,7 +87,7 @@ def _send(name: str, payload: Payload, *, task_id: str | None) -> AsyncResult[An
         )
     except (OperationalError, ConnectionError, OSError) as exc:
         raise BrokerUnavailable(
-            f"could not publish {name} to the broker at {mask_url(app.conf.broker_url)}: "
+            f"could not publish {name} to the broker at {mask_url(config.broker_url)}: "
             f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         ) from None
     except RuntimeError as exc:
@@ -102,7 +95,7 @@ def _send(name: str, payload: Payload, *, task_id: str | None) -> AsyncResult[An
         # RuntimeError once its reconnect retries run out; the next call tries afresh.
         raise BrokerUnavailable(
             f"could not publish {name}: the result backend at "
-            f"{mask_url(app.conf.result_backend)} is unreachable"
+            f"{mask_url(config.result_backend or '')} is unreachable"
         ) from exc
 
 

@@ -4,8 +4,6 @@ no SQLAlchemy, no database driver and no Flower, and a job it enqueues runs on a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,33 +12,20 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import sql
+from tests.support.client_venv import build_client_venv, run
 from tests.support.env import BROKER_URL, REDIS_URL
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.acceptance
-
-
-def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 @pytest.fixture(scope="module")
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the client's wheel (and what it depends on) installed."""
-    where = tmp_path_factory.mktemp("client")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where), "./client"],
-         cwd=ROOT)  # fmt: skip
-    (wheel,) = where.glob("articles_worker_client-*.whl")
-    venv = where / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)])
-    return venv
+    return build_client_venv(tmp_path_factory.mktemp("client"))
 
 
 def test_the_client_installs_without_database_or_monitoring_packages(client_venv: Path) -> None:
-    listed = _run([str(client_venv / "bin" / "pip"), "list", "--format=json"]).stdout
+    listed = run([str(client_venv / "bin" / "pip"), "list", "--format=json"]).stdout
     installed = {entry["name"].lower() for entry in json.loads(listed)}
     assert {"articles-worker-client", "celery", "pydantic"} <= installed
     assert installed.isdisjoint({"sqlalchemy", "asyncpg", "aiosqlite", "flower", "alembic"})
@@ -61,7 +46,7 @@ def test_a_job_enqueued_from_the_client_venv_runs_on_a_real_worker(
         "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
     }
-    done = _run([str(client_venv / "bin" / "python"), "-c", textwrap.dedent(code)],
+    done = run([str(client_venv / "bin" / "python"), "-c", textwrap.dedent(code)],
                 cwd=tmp_path, env=env)  # fmt: skip
     assert done.stdout.strip() == "True"
     assert sql("SELECT title FROM articles") == [{"title": "from the client venv"}]

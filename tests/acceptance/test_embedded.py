@@ -45,6 +45,12 @@ print(json.dumps({"final": [m["result"] for m in metas], "progress": seen}))
 """
 
 
+# What the worker, beat and the command say at start when they fall back to the embedded default.
+FALLBACK = (
+    "DATABASE_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND not set: using the embedded default"
+)
+
+
 @pytest.fixture
 def embedded_env() -> dict[str, str]:
     env = service_env()
@@ -86,6 +92,7 @@ def test_demo_succeeds_on_files_alone(embedded_env: dict[str, str], tmp_path: Pa
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "backend: embedded files" in done.stderr
+    assert f"note: {FALLBACK}" in done.stderr
     assert "demo succeeded: every seeded article is done" in done.stdout
     assert "worker stopped (exit status 0)" in done.stdout
     assert "beat stopped (exit status 0)" in done.stdout
@@ -109,6 +116,7 @@ def test_overlapping_runs_claim_each_article_once_and_report_progress(
         watched = run([sys.executable, "-c", WATCH_RUNS], embedded_env, tmp_path, 120)
         stop_main_process(worker)
     assert watched.returncode == 0, watched.stderr
+    assert f"WARNING MainProcess worker.runtime.lifecycle: {FALLBACK}" in worker.log()
     report = json.loads(watched.stdout)
 
     claimed = [final["claimed"] for final in report["final"]]
@@ -165,3 +173,4 @@ def test_beat_schedules_the_pipeline_and_the_reaper(
     assert "gave up after 3 attempts" in error
     assert "Sending due task run-pipeline (articles.run_pipeline)" in beat_log
     assert "Sending due task reap-stale-claims (articles.reap_stale)" in beat_log
+    assert FALLBACK in beat_log

@@ -9,9 +9,11 @@ import functools
 import os
 from typing import Any
 
+from celery import Task
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.contract import CONTRACT_HEADER, IngestPayload, parse_payload
 from worker.runtime import bridge
 from worker.runtime.app import app
 
@@ -49,3 +51,20 @@ def backend_pid() -> dict[str, Any]:
     """Which PostgreSQL backend served this call, from which worker process (connection reuse
     shows as one backend pid per worker pid)."""
     return bridge.run_in_session(_pid)
+
+
+class IngestPayloadNext(IngestPayload):
+    """The ingest payload as a next minor version (1.1) of the contract would define it: one new
+    optional field, whose absence means what version 1.0 did."""
+
+    language: str | None = None
+
+
+@app.task(name="tests.ingest_next", bind=True)
+def ingest_next(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Validate an ingest payload as a worker speaking contract 1.1 would; return what it read."""
+    version = getattr(self.request, CONTRACT_HEADER, None)
+    payload = parse_payload(
+        IngestPayloadNext, self.name, args, kwargs, sender_version=version, own_version="1.1"
+    )
+    return {"payload": payload.model_dump(), "sender_version": version}

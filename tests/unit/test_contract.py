@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -210,3 +211,101 @@ def test_payloads_are_immutable() -> None:
     payload = ingest()
     with pytest.raises(Exception, match="frozen"):
         payload.title = "changed"  # type: ignore[misc]
+
+
+# Canvas predecessors: chain(ingest, process_article) and chord(ingests, run_pipeline).
+
+
+def test_process_article_takes_the_article_id_from_an_ingest_result() -> None:
+    previous = {"article_id": 7, "created": False}
+    payload = parse_payload(ProcessArticlePayload, contract.PROCESS_ARTICLE, (previous,), {})
+    assert payload.article_id == 7
+
+
+@pytest.mark.parametrize(
+    ("previous", "fragment"),
+    [
+        ({"article_id": "7", "created": True}, "article_id: Input should be a valid integer"),
+        ({"article_id": 7}, "created: Field required"),
+        ({"article_id": 7, "created": True, "x": 1}, "x: Extra inputs are not permitted"),
+    ],
+)
+def test_a_predecessor_result_is_validated_strictly(previous: Any, fragment: str) -> None:
+    with pytest.raises(InvalidPayload, match="the previous task's result: " + fragment):
+        parse_payload(ProcessArticlePayload, contract.PROCESS_ARTICLE, (previous,), {})
+
+
+def test_an_article_id_from_both_predecessor_and_name_is_refused() -> None:
+    previous = {"article_id": 7, "created": True}
+    with pytest.raises(InvalidPayload, match="article_id both from the previous task"):
+        parse_payload(
+            ProcessArticlePayload, contract.PROCESS_ARTICLE, (previous,), {"article_id": 8}
+        )
+
+
+def test_run_pipeline_accepts_a_chord_of_ingest_results() -> None:
+    header = [{"article_id": n, "created": True} for n in (1, 2)]
+    payload = parse_payload(PipelineRunPayload, contract.RUN_PIPELINE, (header,), {"limit": 5})
+    assert (payload.batch_size, payload.limit) == (100, 5)
+    with pytest.raises(InvalidPayload, match="previous task's result"):
+        parse_payload(PipelineRunPayload, contract.RUN_PIPELINE, ([{"run_id": 1}],), {})
+
+
+def test_other_tasks_take_no_predecessor() -> None:
+    with pytest.raises(InvalidPayload, match="title: Input should be a valid string"):
+        parse_payload(IngestPayload, contract.INGEST, ({"article_id": 1, "created": True},), {})
+
+
+# Contract evolution: the sender's version from the message header.
+
+
+def evolve(sender: str | None, own: str = "1.0", **kwargs: Any) -> IngestPayload:
+    return parse_payload(
+        IngestPayload,
+        contract.INGEST,
+        (),
+        {**GOOD_INGEST, **kwargs},
+        sender_version=sender,
+        own_version=own,
+    )
+
+
+def test_a_newer_minor_version_may_send_unknown_fields(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="articles_client.contract"):
+        assert evolve("1.1", language="en") == evolve(None)
+    assert "ignoring field(s) language sent under contract 1.1 (this side speaks 1.0)" in (
+        caplog.text
+    )
+
+
+@pytest.mark.parametrize(("sender", "own"), [(None, "1.0"), ("1.0", "1.0"), ("1.1", "1.2")])
+def test_unknown_fields_from_the_same_or_an_older_version_are_typos(
+    sender: str | None, own: str
+) -> None:
+    with pytest.raises(InvalidPayload, match="language: Extra inputs are not permitted"):
+        evolve(sender, own, language="en")
+
+
+def test_a_newer_minor_version_still_needs_the_required_fields() -> None:
+    with pytest.raises(InvalidPayload, match=r"^articles\.ingest: title: Field required$"):
+        parse_payload(
+            IngestPayload, contract.INGEST, (), {"titel": "t", "body": "b"}, sender_version="1.7"
+        )
+
+
+@pytest.mark.parametrize(
+    ("sender", "fragment"),
+    [("2.0", "the major versions differ"), ("1", "must be MAJOR.MINOR"), ("x.y", "MAJOR.MINOR")],
+)
+def test_other_major_versions_and_bad_headers_are_refused(sender: str, fragment: str) -> None:
+    with pytest.raises(InvalidPayload, match=fragment):
+        evolve(sender)
+
+
+def test_the_client_stamps_its_contract_version_on_every_message() -> None:
+    from articles_client.app import build_app
+    from articles_client.config import ClientConfig
+
+    app = build_app(ClientConfig(broker_url="redis://127.0.0.1:6390/0"))
+    message = app.amqp.as_task_v2("id-1", contract.INGEST, kwargs=GOOD_INGEST)
+    assert message.headers[contract.CONTRACT_HEADER] == contract.CONTRACT_VERSION == "1.0"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.runtime.embedded import sqlite_path, urls
+from worker.runtime.embedded import fallback_notice, sqlite_path, urls
 from worker.runtime.settings import Settings, mask_url
 
 
@@ -30,10 +30,12 @@ def banner(settings: Settings) -> str:
         "servers": "servers",
         "mixed": "mixed files and servers",
     }[info["kind"]]
-    return (
+    line = (
         f"backend: {where} | database {info['database']} | broker {info['broker']} "
         f"| results {info['result_backend']}"
     )
+    notice = fallback_notice(settings)
+    return f"{line}\nnote: {notice}" if notice else line
 
 
 def configure_client(settings: Settings) -> None:

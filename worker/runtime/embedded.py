@@ -24,6 +24,20 @@ def urls(settings: Settings) -> tuple[str, str, str]:
     return settings.database_url, settings.celery_broker_url, settings.celery_result_backend
 
 
+def fallback_notice(settings: Settings) -> str | None:
+    """The line the worker, beat and the `articles` command print at start when some URL was not
+    set and the embedded default was chosen for it; None when everything was configured.
+
+    Only the project's own processes fall back; the client refuses to run without a broker URL.
+    """
+    if not settings.defaulted:
+        return None
+    return (
+        f"{', '.join(settings.defaulted)} not set: using the embedded default "
+        "(SQLite files under ./var/, single host; set the variables to use servers)"
+    )
+
+
 def prepare_dirs(settings: Settings) -> None:
     """Create the directories the SQLite files of the settings live in."""
     for url in urls(settings):

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery.signals import (
     beat_init,
+    celeryd_after_setup,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -19,7 +20,7 @@ from celery.signals import (
 )
 
 from articles_client.errors import UnsupportedPool
-from worker.runtime import bridge, kombu_fixes
+from worker.runtime import bridge, embedded, kombu_fixes
 from worker.runtime.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
     # A prefork child runs one task at a time; a threads pool shares one process bridge.
     threaded = "thread" in pool_name.lower()
     bridge.configure_pool_size(concurrency if threaded else 1)
+
+
+@celeryd_after_setup.connect
+def _announce_fallback(**_: Any) -> None:
+    # After logging is set up, before the worker consumes: a worker that picked the embedded
+    # default reads only ./var/ of its own directory, which must be said, not discovered.
+    notice = embedded.fallback_notice(get_settings())
+    if notice:
+        log.warning("%s", notice)
 
 
 @worker_ready.connect
@@ -73,4 +83,8 @@ def _worker_shutdown(**_: Any) -> None:
 
 @beat_init.connect
 def _beat_announce(**_: Any) -> None:
-    log.info("beat using broker %s", mask_url(get_settings().celery_broker_url))
+    settings = get_settings()
+    notice = embedded.fallback_notice(settings)
+    if notice:
+        log.warning("%s", notice)
+    log.info("beat using broker %s", mask_url(settings.celery_broker_url))

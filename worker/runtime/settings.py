@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from articles_client.errors import ConfigurationError
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Seconds the bridge waits for a cancelled coroutine to roll back before giving up on it.
     bridge_cancel_timeout: float = Field(default=10, gt=0, validation_alias="BRIDGE_CANCEL_TIMEOUT")
 
+    # The variables that were not set, so their embedded default was chosen.
+    _defaulted: tuple[str, ...] = PrivateAttr(default=())
+
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
@@ -89,6 +92,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
         # Unset URLs fall back to files under ./var/, so a fresh clone runs with no servers.
+        self._defaulted = tuple(
+            name
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("CELERY_BROKER_URL", self.celery_broker_url),
+                ("CELERY_RESULT_BACKEND", self.celery_result_backend),
+            )
+            if not value
+        )
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{(VAR_DIR / 'articles.db').resolve()}"
         if not self.celery_broker_url:
@@ -108,6 +120,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when the database is the embedded SQLite file (single host, no broadcast)."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def defaulted(self) -> tuple[str, ...]:
+        """The URL variables that were not set and fell back to the embedded default."""
+        return self._defaulted
 
     @property
     def task_modules(self) -> list[str]:
