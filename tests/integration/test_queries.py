@@ -228,7 +228,8 @@ def test_claim_retry_takes_expired_and_crashed_articles_one_at_a_time(clean_db: 
     first, second = _retry(), _retry()
     assert _retry() is None  # neither the fresh nor the live claim is a retry
 
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     # Fewest attempts first, each attempt counted.
     assert (first.id, first.attempts) == (crashed, 2)
     assert (second.id, second.attempts) == (expired, 3)
@@ -309,7 +310,8 @@ def test_write_outcomes_is_a_no_op_once_the_claim_is_lost(clean_db: str) -> None
     # The lease expired and another worker claimed the article again.
     sql("UPDATE articles SET claimed_at = now() - interval '1 hour' WHERE id = :id", id=article_id)
     again = _retry(held_by=new_holder)
-    assert again is not None and again.id == article_id
+    assert again is not None
+    assert again.id == article_id
 
     assert _write(old_holder, [done(article_id, words=1)]) == {}
     assert _write(new_holder, [done(article_id, words=2)]) == {article_id: "done"}
