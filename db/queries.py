@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, case, func, literal, null, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -192,15 +192,23 @@ async def count_attempt(
     Committed on its own, the count survives a crash of the work's transaction, so an article
     that kills its worker process reaches `max_attempts` and stops being retried.
     """
-    await fail_exhausted(session, lease_seconds=lease_seconds, max_attempts=max_attempts)
+    # One statement for one row: an article whose attempts are spent fails instead of counting.
+    spent = Article.attempts >= max_attempts
     stmt = (
         update(Article)
         .where(Article.id == article_id, _claimable(session, lease_seconds))
-        .values(attempts=Article.attempts + 1, updated_at=func.now())
-        .returning(Article.id)
+        .values(
+            attempts=case((spent, Article.attempts), else_=Article.attempts + 1),
+            status=case((spent, literal("failed")), else_=Article.status),
+            error=case((spent, literal(gave_up_message(max_attempts))), else_=Article.error),
+            claim_token=case((spent, null()), else_=Article.claim_token),
+            updated_at=func.now(),
+        )
+        .returning(Article.status)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    status = (await session.execute(stmt)).scalar_one_or_none()
+    return status is not None and status != "failed"
 
 
 def _claimable(session: AsyncSession, lease_seconds: float) -> ColumnElement[bool]:
