@@ -86,7 +86,10 @@ result_backend_transport_options = {
 task_soft_time_limit = _settings.task_soft_time_limit
 task_time_limit = _settings.task_time_limit
 result_expires = timedelta(seconds=_settings.result_expires)
-result_extended = True
+# Results, not payloads: with extended results Celery copies every task's args and kwargs (an
+# article's whole body) into the result backend for RESULT_EXPIRES, and publishes them twice.
+# Flower needs none of it: its task events carry the arguments (truncated by the producer).
+result_extended = False
 task_track_started = True
 
 # Events for Flower: workers emit task events (the client sends "sent" events).

@@ -10,7 +10,7 @@ from bench.config import BenchConfig
 
 SETTINGS_NOTE = (
     "Every worker row uses the same settings: the project's celeryconfig unchanged (acks_late, "
-    "prefetch multiplier 1, Redis result backend with extended results, task events, "
+    "prefetch multiplier 1, Redis result backend (results only, no extended results), task events, "
     "track_started), `-P prefork -c {concurrency}`, log level `warning` (one INFO line per task "
     "is not what is measured), one queue per worker. Task rates are steady-state: the batch is "
     "queued while the worker is paused, and the rate is taken over the middle 80% of results "

@@ -26,7 +26,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ARTICLE_STATUSES: Final = ("pending", "processing", "done", "failed")
-RUN_STATUSES: Final = ("running", "succeeded", "failed", "abandoned")
+# `partial`: the run stopped at its time budget with articles left for the next run.
+RUN_STATUSES: Final = ("running", "succeeded", "partial", "failed", "abandoned")
+
+RETRY_PREDICATE: Final = "attempts > 0 AND status IN ('pending', 'processing')"
 
 # Stable constraint names make Alembic's diffs and migrations deterministic.
 NAMING: Final = {
@@ -57,6 +60,15 @@ class Article(Base):
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         # The claim query scans pending articles in id order; the reaper scans processing ones.
         Index("ix_articles_status_id", "status", "id"),
+        # Articles tried before without a result (a crash, an expired lease): few rows, looked
+        # up before every batch, fewest attempts first.
+        Index(
+            "ix_articles_retry",
+            "attempts",
+            "id",
+            postgresql_where=text(RETRY_PREDICATE),
+            sqlite_where=text(RETRY_PREDICATE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

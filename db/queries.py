@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, case, func, literal, null, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,40 +93,140 @@ async def insert_article(
     return existing.scalar_one(), False
 
 
+def _retryable(session: AsyncSession, lease_seconds: float) -> ColumnElement[bool]:
+    """Articles claimed before that never got a result: back in `pending` after a crash rolled
+    back their work, or still `processing` under a claim whose lease has expired (its holder
+    died). Processing rows always have attempts > 0; saying so lets PostgreSQL use the partial
+    index `ix_articles_retry`, which holds only these few rows.
+    """
+    return (
+        (Article.attempts > 0)
+        & Article.status.in_(("pending", "processing"))
+        & or_(
+            Article.status == "pending",
+            Article.claimed_at < _seconds_ago(session, lease_seconds),
+        )
+    )
+
+
+def gave_up_message(max_attempts: int) -> str:
+    """The error of an article that used every attempt without a result."""
+    return (
+        f"gave up after {max_attempts} attempts without a result (each time the worker "
+        "process died or its claim lease expired)"
+    )
+
+
 async def claim_pending(session: AsyncSession, *, limit: int, token: str) -> list[Claimed]:
-    """Claim up to `limit` pending articles, oldest first, for the holder of `token`.
+    """Claim up to `limit` never-tried pending articles, oldest first, for the holder of `token`.
 
     `FOR UPDATE SKIP LOCKED` lets any number of workers claim at once without waiting on each
     other or ever claiming the same row; SQLite has no row locks and serialises writers instead.
+    Articles tried before are left to `claim_retry`, which takes them one at a time.
     """
     # A MATERIALIZED CTE runs the locking select once. As a plain `IN (subquery)`, PostgreSQL
     # may plan it as the inner side of a semi join, rescan it per row and skip past the rows it
     # just locked, so the UPDATE claimed every pending article instead of `limit`.
+    fresh = (Article.status == "pending") & (Article.attempts == 0)
     pending = (
         select(Article.id)
-        .where(Article.status == "pending")
+        .where(fresh)
         .order_by(Article.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("claimable")
         .prefix_with("MATERIALIZED")
     )
-    return await _claim(
-        session, Article.id.in_(select(pending.c.id)) & (Article.status == "pending"), token
+    return await _claim(session, Article.id.in_(select(pending.c.id)) & fresh, token)
+
+
+async def claim_retry(
+    session: AsyncSession, *, token: str, lease_seconds: float, max_attempts: int
+) -> Claimed | None:
+    """Claim one article that was claimed before without a result (see `_retryable`), fewest
+    attempts first, counting the attempt; None if there is none.
+
+    Taken alone, so an article that kills its worker process (a poison article) costs only
+    itself an attempt: its neighbours from the batch it crashed get their results one by one.
+    Articles that have used all `max_attempts` are marked failed first, never claimed again.
+    """
+    await fail_exhausted(session, lease_seconds=lease_seconds, max_attempts=max_attempts)
+    retryable = _retryable(session, lease_seconds)
+    one = (
+        select(Article.id)
+        .where(retryable)
+        .order_by(Article.attempts, Article.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .cte("retryable")
+        .prefix_with("MATERIALIZED")
     )
+    claimed = await _claim(session, Article.id.in_(select(one.c.id)) & retryable, token)
+    return next(iter(claimed), None)
 
 
-async def claim_article(session: AsyncSession, *, article_id: int, token: str) -> Claimed | None:
-    """Claim one article if it is pending; None if it is not (done, failed, or held by another)."""
-    return next(
-        iter(
-            await _claim(session, (Article.id == article_id) & (Article.status == "pending"), token)
-        ),
-        None,
+async def fail_exhausted(session: AsyncSession, *, lease_seconds: float, max_attempts: int) -> int:
+    """Mark failed the articles tried `max_attempts` times without a result; return how many."""
+    stmt = (
+        update(Article)
+        .where(_retryable(session, lease_seconds), Article.attempts >= max_attempts)
+        .values(
+            status="failed",
+            error=gave_up_message(max_attempts),
+            claim_token=None,
+            updated_at=func.now(),
+        )
+        .execution_options(synchronize_session=False)
     )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def _claim(session: AsyncSession, where: ColumnElement[bool], token: str) -> list[Claimed]:
+async def count_attempt(
+    session: AsyncSession, *, article_id: int, lease_seconds: float, max_attempts: int
+) -> bool:
+    """Count one attempt at an article that is claimable (pending, or held past its lease), to
+    be committed before the work starts; False if it is not claimable. An article whose attempts
+    are spent is marked failed instead.
+
+    Committed on its own, the count survives a crash of the work's transaction, so an article
+    that kills its worker process reaches `max_attempts` and stops being retried.
+    """
+    # One statement for one row: an article whose attempts are spent fails instead of counting.
+    spent = Article.attempts >= max_attempts
+    stmt = (
+        update(Article)
+        .where(Article.id == article_id, _claimable(session, lease_seconds))
+        .values(
+            attempts=case((spent, Article.attempts), else_=Article.attempts + 1),
+            status=case((spent, literal("failed")), else_=Article.status),
+            error=case((spent, literal(gave_up_message(max_attempts))), else_=Article.error),
+            claim_token=case((spent, null()), else_=Article.claim_token),
+            updated_at=func.now(),
+        )
+        .returning(Article.status)
+        .execution_options(synchronize_session=False)
+    )
+    status = (await session.execute(stmt)).scalar_one_or_none()
+    return status is not None and status != "failed"
+
+
+def _claimable(session: AsyncSession, lease_seconds: float) -> ColumnElement[bool]:
+    return or_(Article.status == "pending", _retryable(session, lease_seconds))
+
+
+async def claim_article(
+    session: AsyncSession, *, article_id: int, token: str, lease_seconds: float
+) -> Claimed | None:
+    """Claim one article if it is claimable (pending, or held past its lease); None if it is not
+    (done, failed, or held by a live claim). The attempt was counted by `count_attempt`."""
+    where = (Article.id == article_id) & _claimable(session, lease_seconds)
+    return next(iter(await _claim(session, where, token, count=False)), None)
+
+
+async def _claim(
+    session: AsyncSession, where: ColumnElement[bool], token: str, *, count: bool = True
+) -> list[Claimed]:
     stmt = (
         update(Article)
         .where(where)
@@ -134,7 +234,7 @@ async def _claim(session: AsyncSession, where: ColumnElement[bool], token: str) 
             status="processing",
             claim_token=token,
             claimed_at=func.now(),
-            attempts=Article.attempts + 1,
+            attempts=Article.attempts + 1 if count else Article.attempts,
             updated_at=func.now(),
         )
         .returning(Article.id, Article.body, Article.attempts)
@@ -225,8 +325,11 @@ async def get_article(session: AsyncSession, *, article_id: int) -> Article | No
 
 
 async def reap_stale(session: AsyncSession, *, lease_seconds: float, max_attempts: int) -> Reaped:
-    """Return articles held in `processing` past their lease: to `pending`, or `failed` once they
-    have used `max_attempts` claims. A worker that died holding them never comes back for them.
+    """Tidy articles held in `processing` past their lease: back to `pending`, or `failed` once
+    they have used `max_attempts` claims.
+
+    Only a cleaner: the claims themselves take expired rows (`claim_retry`, `claim_article`), so
+    nothing waits for this to run; it keeps `articles status` truthful when no run is claiming.
     """
     exhausted = Article.attempts >= max_attempts
     stmt = (
@@ -237,10 +340,7 @@ async def reap_stale(session: AsyncSession, *, lease_seconds: float, max_attempt
         )
         .values(
             status=case((exhausted, literal("failed")), else_=literal("pending")),
-            error=case(
-                (exhausted, literal(f"claim lease expired; gave up after {max_attempts} attempts")),
-                else_=Article.error,
-            ),
+            error=case((exhausted, literal(gave_up_message(max_attempts))), else_=Article.error),
             claim_token=None,
             updated_at=func.now(),
         )
@@ -302,7 +402,7 @@ async def finish_run(
     session: AsyncSession,
     *,
     run_id: int,
-    status: Literal["succeeded", "failed"],
+    status: Literal["succeeded", "partial", "failed"],
     claimed: int,
     succeeded: int,
     failed: int,

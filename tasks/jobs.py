@@ -12,7 +12,8 @@ from articles_client.contract import IngestPayload
 from articles_client.errors import ArticleRejected, InvalidPayload
 from db import queries
 from db.queries import Claimed, Outcome
-from tasks.analysis import analyse
+from tasks import analysis
+from worker.runtime.settings import get_settings
 
 
 class ArticleNotFound(InvalidPayload):
@@ -37,7 +38,8 @@ class BatchResult:
 def decide(claimed: Claimed) -> Outcome:
     """Process one claimed article in Python: `done` with its fields, or `failed` with why."""
     try:
-        result = analyse(claimed.body)
+        # Looked up on the module at each call, so a test hook can wrap it in the worker.
+        result = analysis.analyse(claimed.body)
     except ArticleRejected as exc:
         return Outcome(id=claimed.id, status="failed", error=str(exc))
     return Outcome(
@@ -65,25 +67,52 @@ async def ingest(
     return {"article_id": article_id, "created": created}
 
 
-async def process_article(session: AsyncSession, article_id: int) -> dict[str, Any]:
-    """Claim, process and write one article in a single transaction.
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    """When a claim is presumed dead, and how many attempts an article gets."""
 
-    A duplicate delivery blocks on the row lock of the first, then finds the article no longer
-    pending and reports its current state: one effect, however many deliveries.
+    lease_seconds: float
+    max_attempts: int
+
+
+def claim_policy() -> ClaimPolicy:
+    settings = get_settings()
+    return ClaimPolicy(settings.claim_lease_seconds, settings.max_attempts)
+
+
+async def process_article(session: AsyncSession, article_id: int) -> dict[str, Any]:
+    """Count the attempt in a transaction of its own, then claim, process and write the article
+    in a second one.
+
+    The count survives a crash of the work (so an article that kills its process stops being
+    retried after `MAX_ATTEMPTS`), while the work stays one transaction: a duplicate delivery
+    blocks on the row lock of the first, then finds the article no longer pending and reports
+    its current state. One effect, however many deliveries.
     """
-    token = uuid.uuid4().hex
-    claimed = await queries.claim_article(session, article_id=article_id, token=token)
-    if claimed is not None:
-        outcome = decide(claimed)
-        written = await queries.write_outcomes(session, token=token, outcomes=[outcome])
-        await session.commit()
-        if article_id in written:
-            # What was just written is the article's state: no second transaction to read it.
-            return {
-                "article_id": article_id,
-                "status": written[article_id],
-                "word_count": outcome.word_count,
-            }
+    policy = claim_policy()
+    counted = await queries.count_attempt(
+        session,
+        article_id=article_id,
+        lease_seconds=policy.lease_seconds,
+        max_attempts=policy.max_attempts,
+    )
+    await session.commit()
+    if counted:
+        token = uuid.uuid4().hex
+        claimed = await queries.claim_article(
+            session, article_id=article_id, token=token, lease_seconds=policy.lease_seconds
+        )
+        if claimed is not None:
+            outcome = decide(claimed)
+            written = await queries.write_outcomes(session, token=token, outcomes=[outcome])
+            await session.commit()
+            if article_id in written:
+                # What was just written is the article's state: no transaction to read it.
+                return {
+                    "article_id": article_id,
+                    "status": written[article_id],
+                    "word_count": outcome.word_count,
+                }
     article = await queries.get_article(session, article_id=article_id)
     if article is None:
         raise ArticleNotFound(f"article {article_id} does not exist")
@@ -103,11 +132,34 @@ async def start_run(
 async def process_batch(
     session: AsyncSession, *, run_id: int, limit: int, totals: BatchResult
 ) -> BatchResult:
-    """Claim up to `limit` articles, process them, write the outcomes in bulk.
+    """Process up to `limit` articles and record the run's running totals.
 
-    The claim commits first so other runs see the rows as taken; the write then commits the
-    results together with the run's running totals. A worker that dies in between leaves the rows
-    in `processing` until the reaper's lease returns them.
+    Articles tried before without a result come first, one at a time (`retry_one_by_one`): one
+    of them may be what killed the last worker. Only when there are none is a batch of fresh
+    articles claimed and written in bulk (`process_fresh`).
+    """
+    batch = await retry_one_by_one(session, limit=limit, policy=claim_policy())
+    if batch.claimed == 0:
+        batch = await process_fresh(session, limit=limit)
+    if batch.claimed:
+        running = totals + batch
+        await queries.record_run_progress(
+            session,
+            run_id=run_id,
+            claimed=running.claimed,
+            succeeded=running.succeeded,
+            failed=running.failed,
+        )
+        await session.commit()
+    return batch
+
+
+async def process_fresh(session: AsyncSession, *, limit: int) -> BatchResult:
+    """Claim up to `limit` never-tried articles, process them, write the outcomes in bulk.
+
+    The claim commits first so other runs see the rows as taken (and the attempt is counted);
+    a worker that dies before the write leaves the rows in `processing` until their lease
+    expires, when `retry_one_by_one` takes them.
     """
     token = uuid.uuid4().hex
     claimed = await queries.claim_pending(session, limit=limit, token=token)
@@ -117,27 +169,54 @@ async def process_batch(
     written = await queries.write_outcomes(
         session, token=token, outcomes=[decide(c) for c in claimed]
     )
-    succeeded = sum(1 for status in written.values() if status == "done")
-    batch = BatchResult(len(claimed), succeeded, len(written) - succeeded)
-    running = totals + batch
-    await queries.record_run_progress(
-        session,
-        run_id=run_id,
-        claimed=running.claimed,
-        succeeded=running.succeeded,
-        failed=running.failed,
-    )
     await session.commit()
-    return batch
+    return _tally(len(claimed), written)
+
+
+async def retry_one_by_one(
+    session: AsyncSession, *, limit: int, policy: ClaimPolicy
+) -> BatchResult:
+    """Claim, process and write up to `limit` articles tried before, each in its own claim and
+    write, so an article that kills the process costs only itself an attempt and its neighbours
+    from the batch it crashed end `done`. Articles out of attempts are marked failed instead.
+    """
+    totals = BatchResult(0, 0, 0)
+    for _ in range(limit):
+        token = uuid.uuid4().hex
+        claimed = await queries.claim_retry(
+            session,
+            token=token,
+            lease_seconds=policy.lease_seconds,
+            max_attempts=policy.max_attempts,
+        )
+        await session.commit()
+        if claimed is None:
+            break
+        written = await queries.write_outcomes(session, token=token, outcomes=[decide(claimed)])
+        await session.commit()
+        totals += _tally(1, written)
+    return totals
+
+
+def _tally(claimed: int, written: dict[int, str]) -> BatchResult:
+    succeeded = sum(1 for status in written.values() if status == "done")
+    return BatchResult(claimed, succeeded, len(written) - succeeded)
 
 
 async def finish_run(
-    session: AsyncSession, *, run_id: int, totals: BatchResult, error: str | None
+    session: AsyncSession,
+    *,
+    run_id: int,
+    totals: BatchResult,
+    error: str | None,
+    complete: bool = True,
 ) -> None:
+    """Close the run: `failed` with its error, `partial` when its time budget ran out before the
+    backlog did (the next run takes the rest), else `succeeded`."""
     await queries.finish_run(
         session,
         run_id=run_id,
-        status="failed" if error else "succeeded",
+        status="failed" if error else "succeeded" if complete else "partial",
         claimed=totals.claimed,
         succeeded=totals.succeeded,
         failed=totals.failed,

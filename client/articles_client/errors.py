@@ -8,6 +8,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigurationError",
     "InvalidPayload",
+    "NestedBridgeCall",
     "TransientError",
     "UnsupportedPool",
 ]
@@ -39,3 +40,7 @@ class BrokerUnavailable(ArticlesError):
 
 class UnsupportedPool(ArticlesError):
     """The worker was started with a pool the async bridge cannot run under."""
+
+
+class NestedBridgeCall(ArticlesError):
+    """Async code running on the bridge called sync code that crossed the bridge again."""

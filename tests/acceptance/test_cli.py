@@ -126,7 +126,7 @@ def test_enqueue_wait_status_and_retry_failed(
         done = articles("enqueue", "pipeline", "--batch-size", "7", "--wait", "--json")
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout)
-    assert list(outcome) == ["task_id", "run_id", "claimed", "succeeded", "failed"]
+    assert list(outcome) == ["task_id", "run_id", "claimed", "succeeded", "failed", "complete"]
     assert (outcome["claimed"], outcome["succeeded"], outcome["failed"]) == (40, 40, 0)
 
     run = articles("status", "--run", str(outcome["run_id"]), "--json")

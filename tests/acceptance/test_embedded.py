@@ -139,7 +139,9 @@ def test_beat_schedules_the_pipeline_and_the_reaper(
         **embedded_env,
         "PIPELINE_INTERVAL_SECONDS": "2",
         "REAPER_INTERVAL_SECONDS": "1",
-        "CLAIM_LEASE_SECONDS": "1",
+        "TASK_SOFT_TIME_LIMIT": "3",
+        "TASK_TIME_LIMIT": "4",
+        "CLAIM_LEASE_SECONDS": "5",
         "MAX_ATTEMPTS": "3",
     }
     assert run([ARTICLES, "db", "upgrade"], env, tmp_path).returncode == 0

@@ -100,6 +100,8 @@ def test_flower_lists_the_worker_and_its_tasks_behind_auth(
             assert seen is not None, "Flower recorded none of five tasks"
             assert seen["name"] == contract.INGEST
             assert seen["worker"].startswith("flowerseen@")
+            # The arguments come from the task events (no extended results in Redis).
+            assert "Seen by Flower" in str(seen["kwargs"])
 
             status, metrics = _get(f"{base}/metrics")
             assert status == 200

@@ -4,7 +4,6 @@ word count. Results are read from the database."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,13 @@ def test_prefork_worker_processes_1000_articles_from_the_producer(
         runs = [enqueue_pipeline_run(batch_size=50) for _ in range(2)]
         outcomes = [result.get(timeout=120) for result in runs]
         total_seconds = time.monotonic() - started
-        ran_on = {result.worker for result in [*sent, *runs]}
         log = worker.log()
+        # Results name no worker (no extended results): the worker's own log shows it ran them.
+        not_run_here = [r.id for r in [*sent, *runs] if f"[{r.id}] succeeded" not in log]
 
     assert all(item["created"] is True for item in ingested)
     assert len({item["article_id"] for item in ingested}) == ARTICLES
-    assert ran_on == {f"acceptance@{socket.gethostname()}"}
+    assert not_run_here == []
     assert sum(o["claimed"] for o in outcomes) == ARTICLES
     assert sum(o["succeeded"] for o in outcomes) == ARTICLES
     assert sum(o["failed"] for o in outcomes) == 0

@@ -177,13 +177,92 @@ def test_claim_article_only_takes_a_pending_article(clean_db: str) -> None:
     (article_id,) = add_articles(1)
 
     async def claim(session: AsyncSession) -> object:
-        claimed = await queries.claim_article(session, article_id=article_id, token=token())
+        claimed = await queries.claim_article(
+            session, article_id=article_id, token=token(), lease_seconds=120
+        )
         await session.commit()
         return claimed
 
     first = run_in_session(claim)
     assert first is not None
-    assert run_in_session(claim) is None  # already processing
+    assert run_in_session(claim) is None  # already processing, lease not expired
+    # The lease expired (attempts as count_attempt left them): claimable again.
+    sql("UPDATE articles SET attempts = 1, claimed_at = now() - interval '10 minutes'")
+    assert run_in_session(claim) is not None
+
+
+# --- retries: claim_retry, count_attempt, fail_exhausted ---------------------------------------
+
+
+def _retry(*, held_by: str | None = None, max_attempts: int = 3) -> queries.Claimed | None:
+    async def go(session: AsyncSession) -> queries.Claimed | None:
+        claimed = await queries.claim_retry(
+            session, token=held_by or token(), lease_seconds=120, max_attempts=max_attempts
+        )
+        await session.commit()
+        return claimed
+
+    return run_in_session(go)
+
+
+def test_claim_retry_takes_expired_and_crashed_articles_one_at_a_time(clean_db: str) -> None:
+    fresh, live, expired, crashed, spent = add_articles(5)
+    sql(
+        "UPDATE articles SET status = 'processing', attempts = 1, claimed_at = now() "
+        "WHERE id = :id",
+        id=live,
+    )
+    sql(
+        "UPDATE articles SET status = 'processing', attempts = 2, "
+        "claimed_at = now() - interval '10 minutes' WHERE id = :id",
+        id=expired,
+    )
+    # A process_article whose work crashed: pending again, its attempt counted.
+    sql("UPDATE articles SET attempts = 1 WHERE id = :id", id=crashed)
+    sql(
+        "UPDATE articles SET status = 'processing', attempts = 3, "
+        "claimed_at = now() - interval '10 minutes' WHERE id = :id",
+        id=spent,
+    )
+
+    first, second = _retry(), _retry()
+    assert _retry() is None  # neither the fresh nor the live claim is a retry
+
+    assert first is not None
+    assert second is not None
+    # Fewest attempts first, each attempt counted.
+    assert (first.id, first.attempts) == (crashed, 2)
+    assert (second.id, second.attempts) == (expired, 3)
+    rows = {r["id"]: r for r in sql("SELECT id, status, error FROM articles")}
+    assert rows[fresh]["status"] == "pending"
+    assert rows[live]["status"] == "processing"
+    assert rows[spent]["status"] == "failed"
+    assert rows[spent]["error"] == queries.gave_up_message(3)
+
+
+def test_claim_pending_leaves_articles_tried_before_to_claim_retry(clean_db: str) -> None:
+    tried, fresh = add_articles(2)
+    sql("UPDATE articles SET attempts = 1 WHERE id = :id", id=tried)
+    assert _claim_all(token()) == [fresh]
+
+
+def _count(article_id: int, *, max_attempts: int = 3) -> bool:
+    async def go(session: AsyncSession) -> bool:
+        counted = await queries.count_attempt(
+            session, article_id=article_id, lease_seconds=120, max_attempts=max_attempts
+        )
+        await session.commit()
+        return counted
+
+    return run_in_session(go)
+
+
+def test_count_attempt_counts_until_the_attempts_are_spent(clean_db: str) -> None:
+    (article_id,) = add_articles(1)
+    # Three crashed attempts (each rolled back its work, kept its count), then no more.
+    assert [_count(article_id) for _ in range(4)] == [True, True, True, False]
+    (row,) = sql("SELECT status, attempts, error FROM articles")
+    assert row == {"status": "failed", "attempts": 3, "error": queries.gave_up_message(3)}
 
 
 # --- write_outcomes ----------------------------------------------------------------------------
@@ -228,10 +307,11 @@ def test_write_outcomes_is_a_no_op_once_the_claim_is_lost(clean_db: str) -> None
     add_articles(1)
     old_holder, new_holder = token(), token()
     (article_id,) = _claim_all(old_holder)
-    # The lease expired, the reaper returned the article, another worker claimed it.
+    # The lease expired and another worker claimed the article again.
     sql("UPDATE articles SET claimed_at = now() - interval '1 hour' WHERE id = :id", id=article_id)
-    _reap(lease_seconds=60, max_attempts=5)
-    assert _claim_all(new_holder) == [article_id]
+    again = _retry(held_by=new_holder)
+    assert again is not None
+    assert again.id == article_id
 
     assert _write(old_holder, [done(article_id, words=1)]) == {}
     assert _write(new_holder, [done(article_id, words=2)]) == {article_id: "done"}

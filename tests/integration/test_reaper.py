@@ -75,7 +75,7 @@ def test_expired_claims_return_to_pending_or_fail_after_max_attempts(
         ids[3]: "processing",
     }
     (spent,) = sql("SELECT error, claim_token FROM articles WHERE id = :id", id=ids[2])
-    assert spent == {"error": "claim lease expired; gave up after 3 attempts", "claim_token": None}
+    assert spent == {"error": queries.gave_up_message(3), "claim_token": None}
 
 
 def test_a_late_write_from_the_dead_worker_changes_nothing(

@@ -31,7 +31,10 @@ def test_process_article_delivered_twice_concurrently_has_one_effect(stack: Stac
         log = worker.log()
     assert all(log.count(f"[dup-process-{i}] received") == 2 for i in range(1, count + 1))
     rows = stack.sql("SELECT attempts, times_processed FROM articles")
-    assert {(r["attempts"], r["times_processed"]) for r in rows} == {(1, 1)}
+    assert {r["times_processed"] for r in rows} == {1}
+    # The attempt is committed before the work, so that a crash cannot undo it: a copy that
+    # counts its attempt before the other copy has claimed the row counts one too.
+    assert {r["attempts"] for r in rows} <= {1, 2}
 
 
 @pytest.mark.parametrize("with_external_id", [True, False])

@@ -139,3 +139,21 @@ def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
 
 def test_mask_url_of_garbage_does_not_echo_it() -> None:
     assert mask_url("redis://[::1:6379") == "<unparseable URL>"
+
+
+def test_claim_lease_must_exceed_the_hard_limit(environ: pytest.MonkeyPatch) -> None:
+    message = load_error(environ, TASK_TIME_LIMIT="360", CLAIM_LEASE_SECONDS="360")
+    assert "CLAIM_LEASE_SECONDS (360) must exceed TASK_TIME_LIMIT (360)" in message
+
+
+def test_claim_lease_defaults_past_the_hard_limit(environ: pytest.MonkeyPatch) -> None:
+    environ.setenv("TASK_SOFT_TIME_LIMIT", "50")
+    environ.setenv("TASK_TIME_LIMIT", "100")
+    settings = get_settings()
+    assert settings.claim_lease_seconds == 160
+    assert settings.pipeline_time_budget_seconds == 40
+
+
+def test_pipeline_budget_must_be_below_the_soft_limit(environ: pytest.MonkeyPatch) -> None:
+    message = load_error(environ, TASK_SOFT_TIME_LIMIT="300", PIPELINE_TIME_BUDGET_SECONDS="300")
+    assert "PIPELINE_TIME_BUDGET_SECONDS (300) must be below TASK_SOFT_TIME_LIMIT (300)" in message

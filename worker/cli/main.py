@@ -196,7 +196,8 @@ def cmd_enqueue_pipeline(args: argparse.Namespace, settings: Settings) -> int:
         args.json,
         outcome,
         f"run {outcome.get('run_id')}: {outcome.get('claimed')} claimed, "
-        f"{outcome.get('succeeded')} done, {outcome.get('failed')} failed",
+        f"{outcome.get('succeeded')} done, {outcome.get('failed')} failed"
+        + ("" if outcome.get("complete", True) else " (time budget spent: the next run goes on)"),
     )
     return 0
 

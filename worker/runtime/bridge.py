@@ -31,7 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from asgiref.sync import async_to_sync
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from articles_client.errors import UnsupportedPool
+from articles_client.errors import NestedBridgeCall, UnsupportedPool
 from db.engine import make_engine, make_sessionmaker
 from db.errors import translate_errors
 from worker.runtime.settings import get_settings
@@ -42,6 +42,30 @@ SessionFn = Callable[[AsyncSession], Awaitable[T]]
 log = logging.getLogger(__name__)
 
 UNSUPPORTED_POOLS = ("gevent", "eventlet")
+
+# Set while a coroutine runs on a bridge. Sync code it calls (directly, or through asgiref's
+# sync_to_async, which copies the context) sees it, so a second crossing is refused at once:
+# on the loop bridge it would wait forever for the loop that is waiting for it.
+_running_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bridge_call", default=None
+)
+
+
+def _refuse_nested(bridge_name: str) -> None:
+    if _running_call.get() is not None:
+        raise NestedBridgeCall(
+            f"nested bridge call ({bridge_name} bridge): a coroutine running on the bridge "
+            "called sync code that crossed the bridge again; await the async function "
+            "directly instead of going through the sync wrapper"
+        )
+
+
+async def _marked(bridge_name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    token = _running_call.set(bridge_name)
+    try:
+        return await fn()
+    finally:
+        _running_call.reset(token)
 
 
 class Bridge(Protocol):
@@ -144,7 +168,8 @@ class NullPoolBridge:
         return self._engine
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        call: _Call[T] = _Call(fn)
+        _refuse_nested(self.name)
+        call: _Call[T] = _Call(lambda: _marked(self.name, fn))
         return _guarded(call, lambda: async_to_sync(call.run)(), self._timeout)
 
     def run_in_session(self, fn: SessionFn[T]) -> T:
@@ -225,7 +250,11 @@ class LoopBridge:
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         if self._closed:
             raise RuntimeError("the loop bridge is closed")
-        call: _LoopCall[T] = _LoopCall(fn, contextvars.copy_context())
+        _refuse_nested(self.name)
+        if threading.current_thread() is self._thread:
+            # Sync code called from a loop callback outside any bridge call: same deadlock.
+            raise NestedBridgeCall("nested bridge call: the loop bridge was called from its loop")
+        call: _LoopCall[T] = _LoopCall(lambda: _marked(self.name, fn), contextvars.copy_context())
         try:
             self._loop.call_soon_threadsafe(call.start)
             call.done.acquire()

@@ -57,8 +57,16 @@ class Settings(BaseSettings):
     pipeline_batch_size: int = Field(
         default=100, ge=1, le=10_000, validation_alias="PIPELINE_BATCH_SIZE"
     )
-    # An article claimed longer ago than this is presumed held by a dead worker.
-    claim_lease_seconds: float = Field(default=120, gt=0, validation_alias="CLAIM_LEASE_SECONDS")
+    # An article claimed longer ago than this is presumed held by a dead worker. It must exceed
+    # TASK_TIME_LIMIT: no task lives past its hard limit, so a live holder is never overtaken.
+    # Unset: TASK_TIME_LIMIT + 60 s.
+    claim_lease_seconds: float = Field(default=0, ge=0, validation_alias="CLAIM_LEASE_SECONDS")
+    # A pipeline run stops claiming after this many seconds and leaves the rest to the next run.
+    # It must be below TASK_SOFT_TIME_LIMIT, leaving room for the batch in flight. Unset: 80% of
+    # TASK_SOFT_TIME_LIMIT.
+    pipeline_time_budget_seconds: float = Field(
+        default=0, ge=0, validation_alias="PIPELINE_TIME_BUDGET_SECONDS"
+    )
     reaper_interval_seconds: float = Field(
         default=30, gt=0, validation_alias="REAPER_INTERVAL_SECONDS"
     )
@@ -114,7 +122,25 @@ class Settings(BaseSettings):
                 "BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT, or Redis redelivers "
                 "tasks that are still running"
             )
+        self._check_lease_and_budget()
         return self
+
+    def _check_lease_and_budget(self) -> None:
+        if not self.claim_lease_seconds:
+            self.claim_lease_seconds = self.task_time_limit + 60
+        if self.claim_lease_seconds <= self.task_time_limit:
+            raise ValueError(
+                f"CLAIM_LEASE_SECONDS ({self.claim_lease_seconds:g}) must exceed TASK_TIME_LIMIT "
+                f"({self.task_time_limit:g}), or a batch still running can be claimed again"
+            )
+        if not self.pipeline_time_budget_seconds:
+            self.pipeline_time_budget_seconds = 0.8 * self.task_soft_time_limit
+        if self.pipeline_time_budget_seconds >= self.task_soft_time_limit:
+            raise ValueError(
+                f"PIPELINE_TIME_BUDGET_SECONDS ({self.pipeline_time_budget_seconds:g}) must be "
+                f"below TASK_SOFT_TIME_LIMIT ({self.task_soft_time_limit:g}), so a run stops "
+                "claiming before the soft limit interrupts a batch"
+            )
 
     @property
     def embedded(self) -> bool:

@@ -1,0 +1,58 @@
+"""A pipeline run's progress in the result backend: a convenience, never a reason to fail.
+
+The run's truth is its database row. If the result backend cannot take a progress write (Redis
+down longer than the store's own retries, about 3 s), the failure is logged and the run goes on;
+further writes are skipped for `PAUSE_SECONDS` so an outage does not cost every batch those
+retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task
+
+from tasks.jobs import BatchResult
+
+log = logging.getLogger(__name__)
+
+PAUSE_SECONDS = 10.0
+
+
+class Progress:
+    """Reports a run's `PROGRESS` state (`claimed`/`done`/`total`) on a best-effort basis."""
+
+    def __init__(self, task: Task[Any, Any], run_id: int) -> None:
+        self._task = task
+        self._run_id = run_id
+        self._paused_until = 0.0
+        self.failures = 0
+
+    def report(self, totals: BatchResult, total: int) -> None:
+        request = self._task.request
+        if not request.id or request.is_eager or time.monotonic() < self._paused_until:
+            return
+        try:
+            self._task.update_state(state="PROGRESS", meta=self._meta(totals, total))
+        except Exception as exc:
+            self.failures += 1
+            self._paused_until = time.monotonic() + PAUSE_SECONDS
+            log.warning(
+                "run %s: progress not recorded (%s: %s); the run goes on, next try in %.0fs",
+                self._run_id,
+                type(exc).__name__,
+                exc,
+                PAUSE_SECONDS,
+            )
+
+    def _meta(self, totals: BatchResult, total: int) -> dict[str, int]:
+        return {
+            "run_id": self._run_id,
+            "claimed": totals.claimed,
+            "done": totals.succeeded + totals.failed,
+            "succeeded": totals.succeeded,
+            "failed": totals.failed,
+            "total": total,
+        }
