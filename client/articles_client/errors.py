@@ -9,6 +9,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidPayload",
     "NestedBridgeCall",
+    "NotInTransaction",
     "TransientError",
     "UnsupportedPool",
 ]
@@ -28,6 +29,10 @@ class InvalidPayload(ArticlesError):
 
 class ArticleRejected(ArticlesError):
     """An article's content cannot be processed (empty body, say). The article is marked failed."""
+
+
+class NotInTransaction(ArticlesError):
+    """An outbox enqueue was called on a session with no open transaction."""
 
 
 class TransientError(ArticlesError):

@@ -9,11 +9,13 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from articles_client import outbox
 from db.engine import make_engine
 from db.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+# The outbox table is the client's (a service adds it to its own metadata the same way).
+target_metadata = [Base.metadata, outbox.metadata]
 
 
 def _url() -> str:

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from articles_client import outbox
 from db.engine import make_engine
 from db.migrate import alembic_config, upgrade
 from db.models import Base
@@ -59,7 +60,7 @@ def schema_diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
         connection, opts={"compare_type": True, "compare_server_default": True}
     )
-    return list(compare_metadata(context, Base.metadata))
+    return list(compare_metadata(context, [Base.metadata, outbox.metadata]))  # type: ignore[arg-type]
 
 
 def table_names(connection: Connection) -> set[str]:
@@ -72,6 +73,7 @@ def test_upgrade_head_yields_exactly_the_models_schema(empty_database: str) -> N
     assert inspect_db(empty_database, table_names) == {
         "alembic_version",
         "articles",
+        "articles_outbox",
         "pipeline_runs",
     }
     assert inspect_db(empty_database, schema_diff) == []

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from articles_client.contract import IngestPayload
 from articles_client.errors import ArticlesError
+from db import outbox as outbox_queries
 from db import queries
 from db.models import Article
 
@@ -54,12 +55,14 @@ async def status(session: AsyncSession, *, runs: int, failures: int) -> dict[str
     counts = await queries.count_by_status(session)
     recent = await queries.recent_runs(session, limit=runs)
     failed = await queries.failed_articles(session, limit=failures)
+    outbox = await outbox_queries.backlog(session)
     return {
         "counts": {**counts, "total": sum(counts.values())},
         "recent_runs": [run.as_dict() for run in recent],
         "failed_articles": [
             {"id": a.id, "title": a.title, "attempts": a.attempts, "error": a.error} for a in failed
         ],
+        "outbox": outbox,
     }
 
 

@@ -115,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_retry_failed
     )
 
+    outbox = commands.add_parser("outbox", help="the transactional outbox")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    relay = outbox_commands.add_parser(
+        "relay", help="publish committed outbox rows to the broker (long-running)"
+    )
+    relay.add_argument("--batch-size", type=_positive, default=None, help="rows per batch")
+    relay.add_argument(
+        "--sweep", type=float, default=None, help="seconds between sweeps for missed rows"
+    )
+    relay.set_defaults(handler=cmd_outbox_relay)
+
     demo = commands.add_parser("demo", help="worker + beat + seed + pipeline run, end to end")
     demo.add_argument("--articles", type=_positive, default=300)
     demo.add_argument("--batch-size", type=_positive, default=50)
@@ -226,12 +237,37 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             str(article["id"]), article["title"], str(article["attempts"]), article["error"] or ""
         )
     out.print(failed)
+    box = snapshot["outbox"]
+    age = box["oldest_age_seconds"]
+    out.print(
+        f"outbox: {box['backlog']} row(s) waiting"
+        + (f", oldest {age:.1f}s old" if age is not None else "")
+        + (f", {box['failing']} failing to publish" if box["failing"] else ""),
+        markup=False,
+    )
     return 0
 
 
 def cmd_retry_failed(args: argparse.Namespace, settings: Settings) -> int:
     count: int = in_db(admin.retry_failed)
     out.print(f"{count} failed article(s) put back to pending")
+    return 0
+
+
+def cmd_outbox_relay(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from worker.runtime.outbox_relay import serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
+    )
+    serve(
+        database_url=settings.outbox_database_url,
+        broker_url=settings.celery_broker_url,
+        batch_size=args.batch_size or settings.outbox_batch_size,
+        sweep_seconds=args.sweep or settings.outbox_sweep_seconds,
+    )
     return 0
 
 

@@ -79,12 +79,26 @@ class Settings(BaseSettings):
     # Seconds the bridge waits for a cancelled coroutine to roll back before giving up on it.
     bridge_cancel_timeout: float = Field(default=10, gt=0, validation_alias="BRIDGE_CANCEL_TIMEOUT")
 
+    # The outbox relay: the database whose articles_outbox it drains (default DATABASE_URL),
+    # reached directly, never through PgBouncer (LISTEN needs a session of its own).
+    outbox_database_url: str = Field(default="", validation_alias="OUTBOX_DATABASE_URL")
+    outbox_batch_size: int = Field(
+        default=500, ge=1, le=10_000, validation_alias="OUTBOX_BATCH_SIZE"
+    )
+    # A sweep catches rows whose NOTIFY was missed (the relay was reconnecting, say).
+    outbox_sweep_seconds: float = Field(default=5, gt=0, validation_alias="OUTBOX_SWEEP_SECONDS")
+
     # The variables that were not set, so their embedded default was chosen.
     _defaulted: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
+        return check_scheme(value, DATABASE_SCHEMES)
+
+    @field_validator("outbox_database_url")
+    @classmethod
+    def _outbox_scheme(cls, value: str) -> str:
         return check_scheme(value, DATABASE_SCHEMES)
 
     @field_validator("celery_broker_url")
@@ -115,6 +129,8 @@ class Settings(BaseSettings):
             self.celery_broker_url = f"sqla+sqlite:///{(VAR_DIR / 'broker.db').resolve()}"
         if not self.celery_result_backend:
             self.celery_result_backend = f"db+sqlite:///{(VAR_DIR / 'results.db').resolve()}"
+        if not self.outbox_database_url:
+            self.outbox_database_url = self.database_url
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
         if self.visibility_timeout <= self.task_time_limit:
