@@ -39,9 +39,15 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/articles demo
 
+# Every benchmark; `make bench BENCH=outbox` (or brokers) runs one alone.
 bench: $(STAMP)
+ifdef BENCH
+	$(BIN)/python -m bench.$(BENCH)
+else
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.brokers
+	$(BIN)/python -m bench.outbox
+endif
 
 # The default deployment: one worker for everything but pipeline runs, and one of its own for
 # them, so a long run never holds up an ingest (README, "Queues by kind of work").

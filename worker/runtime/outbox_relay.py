@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 from collections.abc import Sequence
@@ -343,6 +344,9 @@ def serve(*, database_url: str, broker_url: str, batch_size: int, sweep_seconds:
         raise ConfigurationError(
             f"OUTBOX_DATABASE_URL (or DATABASE_URL) {mask_url(database_url)}: {exc}"
         ) from None
+    # Celery prefers this variable to any configured backend; the relay reads no results, and a
+    # Redis backend would subscribe to every task id it publishes.
+    os.environ.pop("CELERY_RESULT_BACKEND", None)
     relay = Relay(
         dsn=dsn,
         publisher=Publisher(broker_url),
