@@ -20,7 +20,7 @@ from tests.support.processes import celery_worker
 pytestmark = pytest.mark.acceptance
 
 ARTICLES = str(Path(sys.executable).with_name("articles"))
-STATUS_KEYS = ["backend", "counts", "recent_runs", "failed_articles"]
+STATUS_KEYS = ["backend", "counts", "recent_runs", "failed_articles", "outbox"]
 RUN_KEYS = [
     "run_id",
     "task_id",
@@ -82,6 +82,7 @@ def test_status_json_is_stable(clean_db: str) -> None:
     assert data["counts"] == {"pending": 7, "processing": 0, "done": 0, "failed": 0, "total": 7}
     assert data["recent_runs"] == []
     assert data["failed_articles"] == []
+    assert data["outbox"] == {"backlog": 0, "oldest_age_seconds": None, "failing": 0}
 
 
 def test_startup_line_names_the_backend_with_password_masked(clean_db: str) -> None:

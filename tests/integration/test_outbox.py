@@ -29,7 +29,7 @@ class RolledBack(Exception):
 
 @pytest.fixture
 def empty_outbox(clean_db: str) -> str:
-    asyncio.run(support.execute(clean_db, "TRUNCATE articles_outbox"))
+    """`clean_db` empties the outbox table too."""
     return clean_db
 
 
