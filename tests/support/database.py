@@ -22,7 +22,9 @@ async def truncate(url: str) -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE articles, pipeline_runs, articles_outbox RESTART IDENTITY"))
+            await conn.execute(
+                text("TRUNCATE articles, pipeline_runs, articles_outbox RESTART IDENTITY")
+            )
     finally:
         await engine.dispose()
 
