@@ -51,3 +51,15 @@ def test_a_job_enqueued_from_the_client_venv_runs_on_a_real_worker(
     assert done.stdout.strip() == "True"
     assert sql("SELECT title FROM articles") == [{"title": "from the client venv"}]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_outbox_extra_the_ddl_command_says_what_to_install(
+    client_venv: Path, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [str(client_venv / "bin" / "articles-client"), "outbox", "ddl"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'articles-worker-client[outbox]'" in done.stderr
+    assert "Traceback" not in done.stderr
