@@ -43,8 +43,8 @@ BODY = "One sentence about the outbox. Another sentence after it."
 IDLE_TX = 50 if QUICK else 500
 LOAD_TX = 400 if QUICK else 5000
 LOAD_TASKS = 20
-BACKLOG = 2000 if QUICK else 50_000
-COST_TX = 100 if QUICK else 2000
+BACKLOG = 2000 if QUICK else 10_000
+COST_TX = 100 if QUICK else 1000
 
 # Settings are read once, at first use: point them at the bench's servers before any import.
 os.environ.update(

@@ -115,3 +115,12 @@ def test_ddl_command_prints_the_postgresql_table() -> None:
     assert done.stdout.startswith("CREATE TABLE IF NOT EXISTS articles_outbox (")
     assert "kwargs JSONB NOT NULL" in done.stdout
     assert done.stdout.rstrip().endswith(");")
+
+
+def test_the_relay_takes_sqlalchemy_urls_and_refuses_anything_but_postgresql() -> None:
+    from worker.runtime.outbox_relay import asyncpg_dsn
+
+    assert asyncpg_dsn("postgresql+asyncpg://u:p@h:5432/d") == "postgresql://u:p@h:5432/d"
+    assert asyncpg_dsn("postgresql://h/d") == "postgresql://h/d"
+    with pytest.raises(ValueError, match="needs a PostgreSQL database"):
+        asyncpg_dsn("sqlite+aiosqlite:///var/articles.db")
