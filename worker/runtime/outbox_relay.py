@@ -88,14 +88,17 @@ class Publisher:
     """Publishes messages through a private Celery app built from the client's settings.
 
     The app has no result backend (nobody reads results through the relay, and the Redis backend
-    would subscribe to every task id) and, on RabbitMQ, publisher confirms on: a publish returns
-    only once the broker has the message.
+    would subscribe to every task id), sends no task-sent events and, on RabbitMQ, has publisher
+    confirms on: a publish returns only once the broker has the message.
     """
 
     def __init__(self, broker_url: str) -> None:
         self.broker_url = broker_url
         app = Celery("articles-outbox-relay", set_as_current=False)
         app.conf.update(ClientConfig(broker_url=broker_url).celery_settings())
+        # No task-sent event per message: it more than doubled the relay's cost per message
+        # (measured 1.6 vs 0.7 ms CPU). Flower shows an outbox job once a worker receives it.
+        app.conf.task_send_sent_event = False
         if broker_url.startswith(("amqp://", "amqps://")):
             options = dict(app.conf.broker_transport_options or {})
             app.conf.broker_transport_options = {**options, "confirm_publish": True}
