@@ -4,6 +4,7 @@ no SQLAlchemy, no database driver and no Flower, and a job it enqueues runs on a
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import uuid
 from pathlib import Path

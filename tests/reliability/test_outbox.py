@@ -102,9 +102,10 @@ def test_relay_killed_mid_batch_loses_nothing_and_each_job_applies_once(stack: S
     broker = stack.redis.client()
     env = stack.env(OUTBOX_BATCH_SIZE="500")
     first = spawn([support.ARTICLES, "outbox", "relay"], env, stack.log_dir, "relay-1")
-    stack.wait_for(lambda: broker.llen("celery") > 0, 60, "the relay to start publishing", 0.005)
+    queue = support.INGEST_QUEUE
+    stack.wait_for(lambda: broker.llen(queue) > 0, 60, "the relay to start publishing", 0.005)
     first.kill()
-    published, left = broker.llen("celery"), rows(stack)
+    published, left = broker.llen(queue), rows(stack)
     # Killed inside a batch: it published rows it had not yet deleted.
     assert published > 1000 - left, (published, left)
 
@@ -116,7 +117,7 @@ def test_relay_killed_mid_batch_loses_nothing_and_each_job_applies_once(stack: S
 
     with stack.worker():
         stack.wait_for(lambda: len(ingested(stack)) >= 1000, 240, "every job to run")
-        stack.wait_for(lambda: broker.llen("celery") == 0, 120, "the duplicates to be consumed")
+        stack.wait_for(lambda: broker.llen(queue) == 0, 120, "the duplicates to be consumed")
         time.sleep(2)
     found = ingested(stack)
     assert len(found) == 1000  # each job's effect applied once

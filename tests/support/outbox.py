@@ -15,9 +15,12 @@ from typing import Any
 import asyncpg
 import redis
 
+from articles_client import contract
 from tests.support.processes import Proc, spawn
 
 ARTICLES = str(Path(sys.executable).with_name("articles"))
+# Where the contract routes articles.ingest, the task these tests enqueue.
+INGEST_QUEUE = contract.ROUTES[contract.INGEST]
 
 
 def asyncpg_url(url: str) -> str:
@@ -47,7 +50,7 @@ async def outbox_rows(url: str) -> int:
     return int(await execute(url, "SELECT count(*) FROM articles_outbox"))
 
 
-def queued_task_ids(client: redis.Redis, queue: str = "celery") -> list[str]:
+def queued_task_ids(client: redis.Redis, queue: str = INGEST_QUEUE) -> list[str]:
     """The task id of every message waiting in a Redis queue (kombu's JSON envelope)."""
     ids = []
     for raw in client.lrange(queue, 0, -1):

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import signal
 from collections.abc import Sequence
@@ -31,9 +30,9 @@ from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
-from celery import Celery
 from kombu.exceptions import OperationalError
 
+from articles_client.app import build_app
 from articles_client.config import ClientConfig
 from articles_client.errors import ConfigurationError
 from articles_client.outbox import CHANNEL, TABLE_NAME
@@ -84,24 +83,20 @@ class Outcome:
 
 
 class Publisher:
-    """Publishes messages through a private Celery app built from the client's settings.
+    """Publishes messages through the client's own app (`articles_client.app.build_app`).
 
-    The app has no result backend (nobody reads results through the relay, and the Redis backend
-    would subscribe to every task id), sends no task-sent events and, on RabbitMQ, has publisher
-    confirms on: a publish returns only once the broker has the message.
+    So a relayed job is the message the producer would have sent: the contract's routes, its
+    version header, JSON. The app has no result backend (the relay reads no results), sends no
+    task-sent events and, on RabbitMQ, has publisher confirms on (the client's setting): a
+    publish returns only once the broker has the message.
     """
 
     def __init__(self, broker_url: str) -> None:
         self.broker_url = broker_url
-        app = Celery("articles-outbox-relay", set_as_current=False)
-        app.conf.update(ClientConfig(broker_url=broker_url).celery_settings())
+        self.app = build_app(ClientConfig(broker_url=broker_url))
         # No task-sent event per message: it more than doubled the relay's cost per message
         # (measured 1.6 vs 0.7 ms CPU). Flower shows an outbox job once a worker receives it.
-        app.conf.task_send_sent_event = False
-        if broker_url.startswith(("amqp://", "amqps://")):
-            options = dict(app.conf.broker_transport_options or {})
-            app.conf.broker_transport_options = {**options, "confirm_publish": True}
-        self.app = app
+        self.app.conf.task_send_sent_event = False
 
     def publish(self, messages: Sequence[Message]) -> Outcome:
         """Publish in order; stop at the first broker failure (the rest wait for the next try)."""
@@ -344,9 +339,6 @@ def serve(*, database_url: str, broker_url: str, batch_size: int, sweep_seconds:
         raise ConfigurationError(
             f"OUTBOX_DATABASE_URL (or DATABASE_URL) {mask_url(database_url)}: {exc}"
         ) from None
-    # Celery prefers this variable to any configured backend; the relay reads no results, and a
-    # Redis backend would subscribe to every task id it publishes.
-    os.environ.pop("CELERY_RESULT_BACKEND", None)
     relay = Relay(
         dsn=dsn,
         publisher=Publisher(broker_url),
