@@ -135,3 +135,20 @@ class PipelineRun(Base):
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class TaskRun(Base):
+    """A task id whose effects committed: its row means "this task id already ran".
+
+    Inserted at the start of an `@async_task(once=True)` task's transaction, so it becomes
+    visible exactly when (and only if) the task's effects commit (docs/design.md section 3).
+    `finished_at` is that transaction's time.
+    """
+
+    __tablename__ = "task_runs"
+
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(255))
+    finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, case, func, literal, null, or_, select, te
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Article, PipelineRun
+from db.models import Article, PipelineRun, TaskRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,3 +443,19 @@ async def failed_articles(session: AsyncSession, *, limit: int = 20) -> list[Art
         select(Article).where(Article.status == "failed").order_by(Article.id).limit(limit)
     )
     return list(rows.scalars())
+
+
+async def mark_task_run(session: AsyncSession, *, task_id: str, task_name: str) -> bool:
+    """Record that `task_id` runs in this transaction; False if a committed run already did.
+
+    A concurrent run of the same id holds the row: this waits for its transaction, then finds
+    the row (it committed) or inserts it (it rolled back).
+    """
+    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    stmt = (
+        insert(TaskRun)
+        .values(task_id=task_id, task_name=task_name)
+        .on_conflict_do_nothing(index_elements=["task_id"])
+        .returning(TaskRun.task_id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None

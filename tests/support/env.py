@@ -29,7 +29,7 @@ TEST_ENV = {
     "CELERY_BROKER_URL": BROKER_URL,
     "CELERY_RESULT_BACKEND": REDIS_URL,
     "ASYNC_BRIDGE": os.environ.get("ASYNC_BRIDGE", "nullpool"),
-    "EXTRA_TASK_MODULES": "tests.support.tasks",
+    "EXTRA_TASK_MODULES": "tests.support.tasks,examples.user_tasks",
 }
 os.environ.update(TEST_ENV)
 

@@ -20,20 +20,25 @@ a socket or thread of its parent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
 from asgiref.sync import async_to_sync
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from articles_client.errors import NestedBridgeCall, UnsupportedPool
 from db.engine import make_engine, make_sessionmaker
 from db.errors import translate_errors
+from worker.runtime import lifespan
 from worker.runtime.settings import get_settings
 
 T = TypeVar("T")
@@ -71,11 +76,18 @@ async def _marked(bridge_name: str, fn: Callable[[], Awaitable[T]]) -> T:
 class Bridge(Protocol):
     name: str
 
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run `fn()` to completion on an event loop and return its result."""
+    def run(self, fn: Callable[[], Awaitable[T]], *, soft_limit: float | None = None) -> T:
+        """Run `fn()` to completion on an event loop and return its result.
 
-    def run_in_session(self, fn: SessionFn[T]) -> T:
+        With `soft_limit`, the coroutine is cancelled after that many seconds and the call
+        raises Celery's `SoftTimeLimitExceeded` once it has unwound.
+        """
+
+    def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
         """Run `fn(session)` with a fresh `AsyncSession`; the session is closed afterwards."""
+
+    def resources(self) -> AbstractAsyncContextManager[lifespan.Resources]:
+        """The lifespans of the running call's loop (called on that loop, inside `run`)."""
 
     def close(self) -> None:
         """Release connections and threads. The bridge is unusable afterwards."""
@@ -134,6 +146,30 @@ def _guarded(call: _Call[T], start: Callable[[], T], timeout: float) -> T:
         raise
 
 
+def _within(soft_limit: float | None, fn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`fn`, cancelled at `soft_limit` seconds if given: the bridge's own soft time limit.
+
+    Celery enforces time limits only under prefork; this holds under every pool. The timeout
+    wraps the whole call, session included, so the rollback has finished before it raises.
+    """
+    if soft_limit is None:
+        return fn
+    return functools.partial(_deadline, soft_limit, fn)
+
+
+async def _deadline(soft_limit: float, fn: Callable[[], Awaitable[T]]) -> T:
+    timeout = asyncio.timeout(soft_limit)
+    try:
+        async with timeout:
+            return await fn()
+    except TimeoutError:
+        if timeout.expired():
+            raise SoftTimeLimitExceeded(
+                f"soft time limit ({soft_limit:g}s) exceeded on the async bridge"
+            ) from None
+        raise
+
+
 async def _in_session(maker: async_sessionmaker[AsyncSession], fn: SessionFn[T]) -> T:
     async with maker() as session:
         try:
@@ -167,13 +203,17 @@ class NullPoolBridge:
     def engine(self) -> AsyncEngine:
         return self._engine
 
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+    def run(self, fn: Callable[[], Awaitable[T]], *, soft_limit: float | None = None) -> T:
         _refuse_nested(self.name)
-        call: _Call[T] = _Call(lambda: _marked(self.name, fn))
+        call: _Call[T] = _Call(lambda: _marked(self.name, _within(soft_limit, fn)))
         return _guarded(call, lambda: async_to_sync(call.run)(), self._timeout)
 
-    def run_in_session(self, fn: SessionFn[T]) -> T:
-        return self.run(lambda: _in_session(self._maker, fn))
+    def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
+        return self.run(lambda: _in_session(self._maker, fn), soft_limit=soft_limit)
+
+    def resources(self) -> AbstractAsyncContextManager[lifespan.Resources]:
+        # Each call's loop is closed after it: nothing loop-bound may outlive the call.
+        return lifespan.per_call()
 
     def close(self) -> None:
         # NullPool keeps nothing open; disposing only drops the dialect's caches.
@@ -241,20 +281,23 @@ class LoopBridge:
         # Connections are opened lazily, on the loop, by the first calls.
         self._engine = make_engine(database_url, pool_size=pool_size)
         self._maker = make_sessionmaker(self._engine)
+        self._resources = lifespan.Resources()
         self._closed = False
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+    def run(self, fn: Callable[[], Awaitable[T]], *, soft_limit: float | None = None) -> T:
         if self._closed:
             raise RuntimeError("the loop bridge is closed")
         _refuse_nested(self.name)
         if threading.current_thread() is self._thread:
             # Sync code called from a loop callback outside any bridge call: same deadlock.
             raise NestedBridgeCall("nested bridge call: the loop bridge was called from its loop")
-        call: _LoopCall[T] = _LoopCall(lambda: _marked(self.name, fn), contextvars.copy_context())
+        call: _LoopCall[T] = _LoopCall(
+            lambda: _marked(self.name, _within(soft_limit, fn)), contextvars.copy_context()
+        )
         try:
             self._loop.call_soon_threadsafe(call.start)
             call.done.acquire()
@@ -278,11 +321,16 @@ class LoopBridge:
                 type(exc).__name__,
             )
 
-    def run_in_session(self, fn: SessionFn[T]) -> T:
-        return self.run(lambda: _in_session(self._maker, fn))
+    def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
+        return self.run(lambda: _in_session(self._maker, fn), soft_limit=soft_limit)
+
+    @contextlib.asynccontextmanager
+    async def resources(self) -> AsyncIterator[lifespan.Resources]:
+        # One loop for the process's lifetime: lifespans are shared and exited at `close`.
+        yield self._resources
 
     def close(self) -> None:
-        """Dispose of the engine on its loop, then stop and close the loop."""
+        """Exit the lifespans and dispose of the engine on the loop, then stop and close it."""
         if self._closed:
             return
         self._closed = True
@@ -299,6 +347,10 @@ class LoopBridge:
     async def _shutdown(self) -> None:
         # Closing the connections here, on their own loop, is what avoids "Event loop is
         # closed" and unclosed-connection warnings at interpreter exit.
+        try:
+            await self._resources.aclose()
+        except Exception as exc:
+            log.warning("bridge: a lifespan failed to exit: %r", exc)
         await self._engine.dispose()
         await self._loop.shutdown_asyncgens()
         await self._loop.shutdown_default_executor()

@@ -20,7 +20,7 @@ from celery.signals import (
 )
 
 from articles_client.errors import UnsupportedPool
-from worker.runtime import bridge, embedded, kombu_fixes
+from worker.runtime import async_tasks, bridge, embedded, kombu_fixes
 from worker.runtime.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
     # A prefork child runs one task at a time; a threads pool shares one process bridge.
     threaded = "thread" in pool_name.lower()
     bridge.configure_pool_size(concurrency if threaded else 1)
+    # Only prefork enforces time limits; under the others the bridge is the only enforcer.
+    async_tasks.celery_enforces_time_limits("prefork" in pool_name.lower())
 
 
 @celeryd_after_setup.connect

@@ -1,0 +1,36 @@
+"""task_runs: the "this task id already ran" marker of @async_task(once=True)
+
+Revision ID: 0004
+Revises: 0002 (0003, the outbox, was not on main when this was written; the chain is fixed
+when both are merged)
+Create Date: 2026-11-26 12:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "task_runs",
+        sa.Column("task_id", sa.String(length=255), nullable=False),
+        sa.Column("task_name", sa.String(length=255), nullable=False),
+        sa.Column(
+            "finished_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("task_id", name=op.f("pk_task_runs")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("task_runs")

@@ -1,0 +1,1 @@
+"""Examples of what a user of this project writes: their own async tasks."""

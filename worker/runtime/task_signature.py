@@ -1,0 +1,120 @@
+"""What an `@async_task` function accepts, read once from its signature, and its payload checks.
+
+The parameters split three ways: a first parameter annotated `AsyncSession` (injected by the
+bridge), a parameter annotated `TaskContext` (injected by the task), and the payload: everything
+else, validated with pydantic in strict JSON mode. Strict JSON mode is what the wire carries:
+`"12"` is not an int and `true` is not a number, but an ISO string is a `datetime`, and a string
+is a `UUID` or a `Decimal`, where the annotation asks for one. Unknown arguments are errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NotRequired, Required
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic_core import PydanticSerializationError, to_json
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# pydantic needs typing_extensions' TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from articles_client.contract import describe_validation
+from articles_client.errors import InvalidPayload
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSignature:
+    """The shape of one `async def` task function."""
+
+    task_name: str
+    session: bool
+    context: str | None
+    fields: tuple[str, ...]
+    adapter: TypeAdapter[dict[str, Any]]
+
+    def parse(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The validated keyword arguments of one call; `InvalidPayload` names each problem.
+
+        Positional arguments map onto the payload parameters in order, as the article tasks'
+        contract does, so a client that sends only `args` works too.
+        """
+        if len(args) > len(self.fields):
+            raise InvalidPayload(
+                f"{self.task_name} takes at most {len(self.fields)} positional argument(s) "
+                f"({', '.join(self.fields) or 'none'}), got {len(args)}"
+            )
+        data = dict(zip(self.fields, args, strict=False))
+        clash = sorted(set(data) & set(kwargs))
+        if clash:
+            raise InvalidPayload(
+                f"{self.task_name} got {', '.join(clash)} both positionally and by name"
+            )
+        data.update(kwargs)
+        try:
+            # Back to JSON, so strict mode judges what the wire carried. kombu's JSON decoder
+            # turns a Python sender's datetimes, UUIDs and decimals back into objects; this
+            # writes them as the ISO strings any other sender would have sent.
+            raw = to_json(data)
+        except PydanticSerializationError as exc:
+            raise InvalidPayload(
+                f"{self.task_name}: arguments are not JSON values ({exc})"
+            ) from None
+        try:
+            return self.adapter.validate_json(raw, strict=True)
+        except ValidationError as exc:
+            raise InvalidPayload(f"{self.task_name}: {describe_validation(exc)}") from None
+
+
+def read_signature(fn: Callable[..., Any], task_name: str, context_type: type) -> TaskSignature:
+    """Read `fn`'s parameters; raise `TypeError` at decoration time for what cannot work."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise TypeError(
+            f"{task_name}: cannot resolve the annotations of {fn.__qualname__}"
+        ) from exc
+    params = list(inspect.signature(fn).parameters.values())
+    session = bool(params) and _is(hints.get(params[0].name), AsyncSession)
+    context: str | None = None
+    fields: dict[str, Any] = {}
+    for index, param in enumerate(params):
+        if session and index == 0:
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{task_name}: *args and **kwargs cannot be validated; name each one")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{task_name}: arguments are passed by name; drop the `/`")
+        hint = hints.get(param.name, inspect.Parameter.empty)
+        if hint is inspect.Parameter.empty:
+            raise TypeError(f"{task_name}: parameter {param.name!r} needs an annotation")
+        if _is(hint, AsyncSession):
+            raise TypeError(f"{task_name}: the AsyncSession must be the first parameter")
+        if _is(hint, context_type):
+            if context is not None:
+                raise TypeError(f"{task_name}: only one {context_type.__name__} parameter")
+            context = param.name
+            continue
+        required = param.default is inspect.Parameter.empty
+        fields[param.name] = Required[hint] if required else NotRequired[hint]
+    return TaskSignature(
+        task_name=task_name,
+        session=session,
+        context=context,
+        fields=tuple(fields),
+        adapter=TypeAdapter(_payload_type(fn, fields)),
+    )
+
+
+def _is(hint: Any, cls: type) -> bool:
+    return isinstance(hint, type) and issubclass(hint, cls)
+
+
+def _payload_type(fn: Callable[..., Any], fields: dict[str, Any]) -> Any:
+    # A TypedDict, not a model: any parameter name is allowed (a model's would clash with its
+    # own attributes, such as `json`), and an omitted argument takes the function's own default.
+    payload = TypedDict(f"{fn.__name__}_payload", fields)  # type: ignore[misc]
+    return with_config(ConfigDict(strict=True, extra="forbid"))(payload)
