@@ -75,6 +75,7 @@ def test_upgrade_head_yields_exactly_the_models_schema(empty_database: str) -> N
         "articles",
         "articles_outbox",
         "pipeline_runs",
+        "task_runs",
     }
     assert inspect_db(empty_database, schema_diff) == []
 
