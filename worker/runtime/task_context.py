@@ -8,6 +8,7 @@ the bridge and handed over here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from celery.app.task import Context
 from worker.runtime.lifespan import Lifespan, Resources
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 PROGRESS = "PROGRESS"
 
@@ -76,6 +79,15 @@ class TaskContext:
             request=self.request,
         )
 
-    async def report_progress(self, **meta: Any) -> None:
-        """Report progress as state `PROGRESS` with `meta` (what `AsyncResult.info` shows)."""
-        await self.update_state(PROGRESS, meta)
+    async def report_progress(self, **meta: Any) -> bool:
+        """Report progress as state `PROGRESS` with `meta` (what `AsyncResult.info` shows).
+
+        Best effort: progress is for watchers, so a result backend that cannot be reached is
+        logged and the task goes on. Returns whether the report was stored.
+        """
+        try:
+            await self.update_state(PROGRESS, meta)
+        except Exception as exc:
+            log.warning("%s[%s]: progress not stored: %r", self.task_name, self.task_id, exc)
+            return False
+        return True
