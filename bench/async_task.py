@@ -5,7 +5,9 @@ figures per kind:
 
 - the task's run time as Celery's own trace measures it (the "succeeded in Xs" log line): this
   isolates what `@async_task` adds (argument validation, the bridge crossing, the JSON result);
-- end-to-end throughput of a block (publish, run, store the result), which is noisier.
+- end-to-end throughput of a block (publish, run, store the result), which is noisier;
+- and, in this process, the same two task bodies called directly (`task.run(1, 2)`) many times:
+  the wrapper's cost alone, without Celery's per-task work around it.
 
 Environment: `ASYNC_BRIDGE` (default `loop`), `BENCH_TASKS` (default 2000 per block),
 `BENCH_BLOCKS` (default 3 per kind), `CELERY_BROKER_URL`, `DATABASE_URL` (not used by the tasks).
@@ -22,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -70,8 +73,31 @@ def main() -> int:
     for name, seconds in RUNTIME.findall(log_path.read_text()):
         runtimes[name].append(float(seconds) * 1000)
     _report(env["ASYNC_BRIDGE"], runtimes, throughput)
+    _in_process(tasks.sync_add, tasks.async_add)
     app.close()
     return 0
+
+
+def _in_process(sync_task: Any, async_task: Any, calls: int = 5000) -> None:
+    from worker.runtime import bridge
+
+    def per_call_us(task: Any) -> float:
+        for _ in range(500):
+            task.run(1, 2)
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(calls):
+                task.run(1, 2)
+            runs.append((time.perf_counter() - started) / calls * 1e6)
+        return statistics.median(runs)
+
+    sync_us, async_us = per_call_us(sync_task), per_call_us(async_task)
+    bridge.shutdown()
+    print(
+        f"in process, direct calls: sync {sync_us:.1f} us, @async_task {async_us:.1f} us, "
+        f"extra {(async_us - sync_us) / 1000:.3f} ms"
+    )
 
 
 def _wait_ready(log_path: Path, timeout: float = 60) -> None:
