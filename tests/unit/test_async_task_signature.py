@@ -155,3 +155,9 @@ def test_celery_options_pass_through() -> None:
     # The shared base: transient errors retry, bad payloads never do.
     assert user_tasks.add.autoretry_for == user_tasks.count_articles.autoretry_for
     assert "InvalidPayload" in {cls.__name__ for cls in user_tasks.add.throws}
+
+
+def test_a_lone_surrogate_is_named_not_a_crash() -> None:
+    # JSON may carry "\ud800"; decoded, it is a str no UTF-8 encoder accepts.
+    with pytest.raises(InvalidPayload, match=r"^t\.name: status: must be valid UTF-8$"):
+        _sig(_session_task).parse([], {"status": "\ud800"})

@@ -55,18 +55,19 @@ class TaskSignature:
             )
         data.update(kwargs)
         try:
-            # Back to JSON, so strict mode judges what the wire carried. kombu's JSON decoder
-            # turns a Python sender's datetimes, UUIDs and decimals back into objects; this
-            # writes them as the ISO strings any other sender would have sent.
-            raw = to_json(data)
-        except PydanticSerializationError as exc:
-            raise InvalidPayload(
-                f"{self.task_name}: arguments are not JSON values ({exc})"
-            ) from None
-        try:
-            return self.adapter.validate_json(raw, strict=True)
+            return self.adapter.validate_json(self._to_json(data), strict=True)
         except ValidationError as exc:
             raise InvalidPayload(f"{self.task_name}: {describe_validation(exc)}") from None
+
+    def _to_json(self, data: dict[str, Any]) -> bytes:
+        # Back to JSON, so strict mode judges what the wire carried. kombu's JSON decoder turns
+        # a Python sender's datetimes, UUIDs and decimals back into objects; this writes them as
+        # the ISO strings any other sender would have sent.
+        try:
+            return to_json(data)
+        except PydanticSerializationError:
+            problems = [f"{key}: {why}" for key, why in _unserialisable(data)]
+            raise InvalidPayload(f"{self.task_name}: {'; '.join(problems)}") from None
 
 
 def read_signature(fn: Callable[..., Any], task_name: str, context_type: type) -> TaskSignature:
@@ -107,6 +108,18 @@ def read_signature(fn: Callable[..., Any], task_name: str, context_type: type) -
         fields=tuple(fields),
         adapter=TypeAdapter(_payload_type(fn, fields)),
     )
+
+
+def _unserialisable(data: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for key, value in data.items():
+        try:
+            to_json(value)
+        except PydanticSerializationError as exc:
+            # JSON can carry a lone surrogate escape, which decodes to a str UTF-8 refuses.
+            surrogate = "surrogates not allowed" in str(exc)
+            found.append((key, "must be valid UTF-8" if surrogate else "is not a JSON value"))
+    return found
 
 
 def _is(hint: Any, cls: type) -> bool:
