@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,10 @@ def _no_session_and_canvas() -> None:
     scheduled = app.send_task("examples.schedule", kwargs=payload).get(timeout=TIMEOUT)
     assert scheduled["next"].startswith("2026-11-26T13:00:00")
     assert (scheduled["ref"], scheduled["price"]) == (ref.hex, "2.50")
+    # A Python sender passes the objects themselves (kombu's JSON tags datetime, UUID, Decimal).
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    same = user_tasks.schedule.delay(at=at, every="PT1H", ref=ref, price=Decimal("1.25"))
+    assert same.get(timeout=TIMEOUT) == scheduled
 
     add = user_tasks.add
     assert chain(add.s(1, 2), add.s(10), add.s(100)).apply_async().get(timeout=TIMEOUT) == 113
