@@ -13,6 +13,12 @@ Both give the same guarantee when the waiting thread is interrupted (Celery's
 runs in another): the coroutine is cancelled, its session rolls back, and the bridge waits (bounded)
 for that before re-raising, so nothing commits after the task was reported failed.
 
+A call may also carry its own soft limit (`soft_limit=`): the bridge then cancels the coroutine at
+that deadline on its loop and raises `SoftTimeLimitExceeded` after the rollback, so the limit holds
+under the threads and solo pools, where Celery enforces none. Each bridge also scopes the
+process's lifespans (`resources()`, see `worker.runtime.lifespan`): for the process under `loop`,
+for the call under `nullpool`.
+
 Nothing here is created at import time, and state is keyed by pid, so a forked child never uses
 a socket or thread of its parent.
 """
