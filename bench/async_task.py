@@ -3,8 +3,9 @@
 One prefork worker (`-c 1`) runs both tasks of `bench/tasks.py` in alternating blocks. Two
 figures per kind:
 
-- the task's run time as Celery's own trace measures it (the "succeeded in Xs" log line): this
-  isolates what `@async_task` adds (argument validation, the bridge crossing, the JSON result);
+- the task's run time in the worker, from `task_prerun` to `task_postrun` (`bench/tasks.py`):
+  this isolates what `@async_task` adds (argument validation, the bridge crossing, the JSON
+  result), since Celery's own work around the body is the same for both;
 - end-to-end throughput of a block (publish, run, store the result), which is noisier;
 - and, in this process, the same two task bodies called directly (`task.run(1, 2)`) many times:
   the wrapper's cost alone, without Celery's per-task work around it.
@@ -28,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CELERY = str(Path(sys.executable).with_name("celery"))
-RUNTIME = re.compile(r"Task (bench\.\w+)\[[^\]]+\] succeeded in ([0-9.e-]+)s")
+RUNTIME = re.compile(r"bench-runtime (bench\.\w+) (\d+)")
 
 
 def _env() -> dict[str, str]:
@@ -70,8 +71,8 @@ def main() -> int:
         worker.terminate()
         worker.wait(timeout=60)
     runtimes: dict[str, list[float]] = {"bench.sync_add": [], "bench.async_add": []}
-    for name, seconds in RUNTIME.findall(log_path.read_text()):
-        runtimes[name].append(float(seconds) * 1000)
+    for name, micros in RUNTIME.findall(log_path.read_text()):
+        runtimes[name].append(int(micros) / 1000)
     _report(env["ASYNC_BRIDGE"], runtimes, throughput)
     _in_process(tasks.sync_add, tasks.async_add)
     app.close()
@@ -109,7 +110,9 @@ def _wait_ready(log_path: Path, timeout: float = 60) -> None:
 
 
 def _report(bridge: str, runtimes: dict[str, list[float]], tput: dict[str, list[float]]) -> None:
+    load = os.getloadavg()[0]
     print(f"bridge={bridge}, prefork -c 1, {len(runtimes['bench.sync_add'])} tasks per kind")
+    print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} cores")
     print("| task | run time median (ms) | p90 (ms) | throughput median (tasks/s) |")
     print("| --- | --- | --- | --- |")
     medians = {}
