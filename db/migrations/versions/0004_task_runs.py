@@ -1,8 +1,9 @@
 """task_runs: the "this task id already ran" marker of @async_task(once=True)
 
 Revision ID: 0004
-Revises: 0002 (0003, the outbox, was not on main when this was written; the chain is fixed
-when both are merged)
+Revises: 0005 (for now: 0003, the outbox, is not on main yet, and 0005 landed first on 0002;
+following 0005 keeps one head and upgrades databases already at 0005. The lead puts the chain
+back in number order when 0003 is merged.)
 Create Date: 2026-11-26 12:00:00
 """
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
