@@ -123,8 +123,10 @@ def _bad_payload_fails_once(worker: Proc) -> None:
         "colour: Extra inputs are not permitted",
     ):
         assert problem in message
-    assert AsyncResult(bad.id, app=app).retries == 0
-    assert f"Task examples.set_summary[{bad.id}] retry" not in worker.log()
+    # One outcome line, a failure, and no retry (results no longer carry a retry count).
+    worker.wait_for_log(f"Task examples.set_summary[{bad.id}] failed", timeout=TIMEOUT)
+    assert worker.log().count(f"examples.set_summary[{bad.id}]") == 2  # received, failed
+    assert f"examples.set_summary[{bad.id}] retry" not in worker.log()
 
 
 def _once_per_task_id(article_id: int, worker: Proc) -> None:
