@@ -23,7 +23,9 @@ async def truncate(url: str) -> None:
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE articles, pipeline_runs, articles_outbox, task_runs RESTART IDENTITY")
+                text(
+                    "TRUNCATE articles, pipeline_runs, articles_outbox, task_runs RESTART IDENTITY"
+                )
             )
     finally:
         await engine.dispose()

@@ -1,9 +1,9 @@
 """task_runs: the "this task id already ran" marker of @async_task(once=True)
 
 Revision ID: 0004
-Revises: 0005 (for now: 0003, the outbox, is not on main yet, and 0005 landed first on 0002;
-following 0005 keeps one head and upgrades databases already at 0005. The lead puts the chain
-back in number order when 0003 is merged.)
+Revises: 0005. On main, 0005 already follows 0003 (the outbox), so following 0003 here would
+make two heads; following 0005 keeps one head and upgrades databases already at 0005. Putting
+the chain in number order (0003 -> 0004 -> 0005) is the lead's call at merge.
 Create Date: 2026-11-26 12:00:00
 """
 
