@@ -1,9 +1,7 @@
 """task_runs: the "this task id already ran" marker of @async_task(once=True)
 
 Revision ID: 0004
-Revises: 0005. On main, 0005 already follows 0003 (the outbox), so following 0003 here would
-make two heads; following 0005 keeps one head and upgrades databases already at 0005. Putting
-the chain in number order (0003 -> 0004 -> 0005) is the lead's call at merge.
+Revises: 0003
 Create Date: 2026-11-26 12:00:00
 """
 
@@ -13,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0005"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
