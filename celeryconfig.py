@@ -104,6 +104,7 @@ worker_task_log_format = (
 include = [
     "worker.runtime.lifecycle",
     "worker.runtime.tasklog",
+    "worker.runtime.deadletters.hooks",
     "tasks.articles",
     "tasks.maintenance",
     *_settings.task_modules,

@@ -1,4 +1,8 @@
-"""The base class of every public task: retry policy and which errors are expected."""
+"""The base class of every public task: which errors are expected.
+
+Retries (transient errors, until the deadline) and dead letters come from the app's task class,
+`worker.runtime.task_base.WorkerTask`, which every task of the worker shares.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,13 @@ from celery import Task
 
 from articles_client import contract
 from articles_client.contract import P, parse_payload
-from articles_client.errors import ArticleRejected, InvalidPayload, TransientError
-from worker.runtime.settings import get_settings
-
-_settings = get_settings()
+from articles_client.errors import ArticleRejected, InvalidPayload
+from worker.runtime.task_base import WorkerTask
 
 
-class ArticleTask(Task[Any, Any]):
-    """Transient errors retry with exponential backoff and jitter; bad input fails at once."""
+class ArticleTask(WorkerTask):
+    """Bad input fails at once, logged on one line."""
 
-    autoretry_for = (TransientError,)
-    retry_backoff = True
-    retry_backoff_max = _settings.task_retry_backoff_max
-    retry_jitter = True
-    max_retries = _settings.task_max_retries
     # Expected failures: logged on one line without a traceback, never retried.
     throws = (InvalidPayload, ArticleRejected)
     # Validation happens in the task body, so a bad payload is a clear failure, not a TypeError.

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidPayload",
     "NestedBridgeCall",
     "NotInTransaction",
+    "PoisonJob",
     "TransientError",
     "UnsupportedPool",
 ]
@@ -49,3 +50,7 @@ class UnsupportedPool(ArticlesError):
 
 class NestedBridgeCall(ArticlesError):
     """Async code running on the bridge called sync code that crossed the bridge again."""
+
+
+class PoisonJob(ArticlesError):
+    """A job whose delivery killed its worker process too often; dead-lettered instead of run."""

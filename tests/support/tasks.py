@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from typing import Any
 
 from celery import Task
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from articles_client.contract import CONTRACT_HEADER, IngestPayload, parse_payload
+from articles_client.errors import InvalidPayload, TransientError
 from worker.runtime import bridge
 from worker.runtime.app import app
 
@@ -68,3 +70,19 @@ def ingest_next(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, An
         IngestPayloadNext, self.name, args, kwargs, sender_version=version, own_version="1.1"
     )
     return {"payload": payload.model_dump(), "sender_version": version}
+
+
+@app.task(name="tests.fail")
+def fail(kind: str, note: str = "") -> None:
+    """A plain `@app.task` (no project base class) that fails: `invalid`, `bug` or `transient`."""
+    if kind == "invalid":
+        raise InvalidPayload(f"kind: refused on purpose {note}")
+    if kind == "transient":
+        raise TransientError("transient database error: the test says so")
+    raise ValueError(f"a bug in a user's task {note}")
+
+
+@app.task(name="tests.crash")
+def crash() -> None:
+    """Kill the process running it, as an out-of-memory kill or a segfault would."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -44,11 +44,12 @@ def test_events_for_flower_and_the_default_queue() -> None:
 
 
 def test_retry_policy_of_the_public_tasks() -> None:
-    assert ArticleTask.autoretry_for == (TransientError,)
-    assert ArticleTask.retry_backoff is True
-    assert ArticleTask.retry_jitter is True
-    assert ArticleTask.max_retries is not None
-    assert ArticleTask.max_retries > 0
+    from worker.runtime.task_base import WorkerTask
+
+    # The app's own task class: a plain @app.task gets the deadline retries and dead letters.
+    assert issubclass(app.Task, WorkerTask)
+    assert issubclass(ArticleTask, WorkerTask)
+    assert "worker.runtime.deadletters.hooks" in app.conf.include
     # Bad input is an expected failure: not retried, logged without a traceback.
     assert set(ArticleTask.throws) == {InvalidPayload, ArticleRejected}
     assert not issubclass(InvalidPayload, TransientError)

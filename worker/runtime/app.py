@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from celery import Celery
 
-app = Celery("articles")
+# Every task, a user's plain `@app.task` included, gets deadline retries and the poison check.
+app = Celery("articles", task_cls="worker.runtime.task_base:WorkerTask")
 app.config_from_object("worker.runtime.config")

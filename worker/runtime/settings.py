@@ -21,6 +21,7 @@ __all__ = ["Settings", "get_settings", "mask_url"]
 BridgeName = Literal["nullpool", "loop"]
 
 DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+DEAD_LETTER_SCHEMES = ("redis", "rediss")
 
 # The embedded default: with no server configured, everything lives in files under ./var/.
 VAR_DIR = Path("var")
@@ -48,8 +49,24 @@ class Settings(BaseSettings):
     )
     result_expires: int = Field(default=86400, gt=0, validation_alias="RESULT_EXPIRES")
 
-    task_max_retries: int = Field(default=8, ge=0, validation_alias="TASK_MAX_RETRIES")
+    # Transient errors retry until this many seconds after the job's first attempt.
+    task_retry_deadline_seconds: float = Field(
+        default=86400, gt=0, validation_alias="TASK_RETRY_DEADLINE_SECONDS"
+    )
+    # Only a safety bound: at the default 60 s cap with full jitter a day takes ~2,900 retries.
+    task_max_retries: int = Field(default=5000, ge=0, validation_alias="TASK_MAX_RETRIES")
     task_retry_backoff_max: int = Field(default=60, gt=0, validation_alias="TASK_RETRY_BACKOFF_MAX")
+
+    # A job whose delivery killed its worker process this many times is dead-lettered, not run.
+    max_deliveries: int = Field(default=3, ge=1, validation_alias="MAX_DELIVERIES")
+    # Where dead letters live; empty = beside the queues (docs/design.md section 2).
+    dead_letter_url: str = Field(default="", validation_alias="DEAD_LETTER_URL")
+    dead_letter_max_entry_bytes: int = Field(
+        default=65536, ge=1024, validation_alias="DEAD_LETTER_MAX_ENTRY_BYTES"
+    )
+    dead_letter_retention_seconds: float = Field(
+        default=14 * 86400, gt=0, validation_alias="DEAD_LETTER_RETENTION_SECONDS"
+    )
 
     pipeline_interval_seconds: float = Field(
         default=60, gt=0, validation_alias="PIPELINE_INTERVAL_SECONDS"
@@ -110,6 +127,11 @@ class Settings(BaseSettings):
     @classmethod
     def _backend_scheme(cls, value: str) -> str:
         return check_scheme(value, BACKEND_SCHEMES)
+
+    @field_validator("dead_letter_url")
+    @classmethod
+    def _dead_letter_scheme(cls, value: str) -> str:
+        return check_scheme(value, DEAD_LETTER_SCHEMES)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -1,0 +1,148 @@
+"""Task signals that count deliveries and dead-letter every job that ends in failure.
+
+Signals, not a base class, so that they see every task the worker runs, whatever its base:
+
+- `task_prerun` counts a delivery in the store's counter before any work, and notes the time;
+- `task_postrun` drops the counter: the task ended normally (success, failure or retry), so only
+  a crash (the process died mid-task) leaves it raised for the next delivery to see;
+- `task_failure` writes the dead letter: bad input, an unexpected error, retries given up (past
+  the deadline or the safety bound), a poison job, a hard time limit (sent by the main process).
+
+Loaded by workers through `include` in celeryconfig.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.signals import task_failure, task_postrun, task_prerun
+
+from articles_client.errors import InvalidPayload, PoisonJob
+from worker.runtime import retry_policy
+from worker.runtime.deadletters import entry as entries
+from worker.runtime.deadletters.factory import current_counter, current_store
+from worker.runtime.deadletters.store import Entry
+
+log = logging.getLogger(__name__)
+
+_STARTED_ATTR = "articles_started_at"
+# Delivery counts of the tasks running in this process, by task id (read by `before_start`).
+_counts: dict[str, int] = {}
+
+
+def deliveries_of(task_id: str) -> int:
+    """This delivery's number, as counted when the task started (0 if it could not be)."""
+    return _counts.get(task_id, 0)
+
+
+def started_at(request: Any, default: float) -> float:
+    """When this attempt started (noted by `task_prerun`)."""
+    value = getattr(request, _STARTED_ATTR, None)
+    return float(value) if value is not None else default
+
+
+@task_prerun.connect
+def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    if task is not None and task.request.id == task_id:
+        setattr(task.request, _STARTED_ATTR, time.time())
+    try:
+        counter = current_counter()
+        _counts[task_id] = counter.delivered(task_id) if counter is not None else 0
+    except Exception as exc:
+        # A store that cannot be reached must not stop the work; only the crash cap is lost.
+        log.warning("could not count this delivery: %s: %s", type(exc).__name__, exc)
+        _counts[task_id] = 0
+
+
+@task_postrun.connect
+def _forget_delivery(task_id: str | None = None, **_: Any) -> None:
+    if task_id is None or _counts.pop(task_id, None) is None:
+        return
+    try:
+        counter = current_counter()
+        if counter is not None:
+            counter.forget(task_id)
+    except Exception as exc:
+        log.warning("could not clear the delivery count: %s: %s", type(exc).__name__, exc)
+
+
+@task_failure.connect
+def _dead_letter(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    if task_id is None or exception is None:
+        return
+    request = getattr(sender, "request", None)
+    # In a pool child the request is this job's; a hard time limit is reported by the main
+    # process, where it is not (and the killed child never cleared its counter).
+    own = request is not None and getattr(request, "id", None) == task_id
+    try:
+        entry = _entry(sender, task_id, exception, args, kwargs, request if own else None)
+        current_store().add(entry)
+        if not own:
+            counter = current_counter()
+            if counter is not None:
+                counter.forget(task_id)
+    except Exception as exc:
+        log.error(
+            "could not dead-letter %s[%s] (%s: %s): its failure is only in the result backend",
+            getattr(sender, "name", "?"),
+            task_id,
+            type(exc).__name__,
+            exc,
+        )
+        return
+    log.warning("Task %s[%s] dead-lettered: %s", entry["task"], task_id, entry["reason"])
+
+
+def _entry(
+    sender: Any, task_id: str, exc: BaseException, args: Any, kwargs: Any, request: Any
+) -> Entry:
+    now = time.time()
+    retries = int(getattr(request, "retries", 0) or 0)
+    first = retry_policy.first_attempt_at(request, default=now) if retries else now
+    headers = dict(getattr(request, "headers", None) or {})
+    headers.pop(retry_policy.FIRST_ATTEMPT_HEADER, None)
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    if request is not None:
+        deliveries = max(deliveries_of(task_id), 1)
+    else:
+        counter = current_counter()
+        deliveries = max(counter.deliveries(task_id) if counter is not None else 0, 1)
+    return entries.make_entry(
+        task_id=task_id,
+        task=getattr(sender, "name", None),
+        args=args if args is not None else [],
+        kwargs=kwargs if kwargs is not None else {},
+        error_type=type(exc).__name__,
+        error_message=str(exc),
+        reason=_reason(exc, request),
+        now=now,
+        deliveries=deliveries,
+        first_failed_at=first,
+        queue=delivery_info.get("routing_key") or None,
+        headers=headers,
+        retries=retries,
+    )
+
+
+def _reason(exc: BaseException, request: Any) -> str:
+    gave_up = getattr(request, retry_policy.GAVE_UP_ATTR, None)
+    if gave_up:
+        return str(gave_up)
+    if isinstance(exc, PoisonJob):
+        return "poison job: its delivery killed the worker process too often"
+    if isinstance(exc, InvalidPayload):
+        return "invalid payload"
+    if type(exc).__name__ == "TimeLimitExceeded":
+        return "hard time limit exceeded: the process running it was killed"
+    return "failed"
