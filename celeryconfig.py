@@ -51,6 +51,9 @@ worker_prefetch_multiplier = 1
 # sent, the message is redelivered after the visibility timeout and the rerun changes nothing.
 worker_cancel_long_running_tasks_on_connection_loss = False
 broker_connection_retry_on_startup = True
+# Messages that are not a runnable job (pickle, invalid UTF-8, unknown task) are dead-lettered
+# with their raw body before Celery drops them.
+worker_consumer = "worker.runtime.deadletters.consumer:DeadLetteringConsumer"
 broker_connection_max_retries = None
 
 _redis_options: dict[str, Any] = {

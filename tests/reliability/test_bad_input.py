@@ -2,11 +2,13 @@
 
 Each bad job fails at once with `InvalidPayload` naming the field, is not retried, and the worker
 keeps serving: a valid job sent right after each one completes. Messages that are not even a job
-(invalid UTF-8, pickle, an unknown task name) are refused and logged.
+(invalid UTF-8, pickle, an unknown task name) are refused, logged and dead-lettered with their raw
+body (or, for an unknown task, its JSON arguments).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import pickle
 import uuid
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from articles_client import contract
 from tests.reliability.conftest import Stack
 from tests.support.processes import Proc
+from worker.runtime.deadletters.redis_store import RedisStore
 
 pytestmark = pytest.mark.reliability
 
@@ -183,33 +186,50 @@ class _Marker:
         return (Path.touch, (self.path,))
 
 
-def test_pickle_invalid_utf8_and_unknown_task_are_refused_and_logged(
+def test_pickle_invalid_utf8_and_unknown_task_are_dead_lettered(
     service: tuple[Stack, Celery, Proc], tmp_path: Path
 ) -> None:
     stack, app, worker = service
     marker = tmp_path / "unpickled"
+    pickled_body = pickle.dumps(((_Marker(marker),), {}, {}))
     pickled = _publish_raw(
         app,
-        pickle.dumps(((_Marker(marker),), {}, {})),
+        pickled_body,
         task=contract.INGEST,
         content_type="application/x-python-serialize",
         content_encoding="binary",
     )
+    garbled_body = b'[[], {"title": "\xff\xfe", "body": "x"}, {}]'
     garbled = _publish_raw(
         app,
-        b'[[], {"title": "\xff\xfe", "body": "x"}, {}]',
+        garbled_body,
         task=contract.INGEST,
         content_type="application/json",
         content_encoding="utf-8",
     )
     unknown = app.send_task("articles.no_such_task", kwargs={"x": 1})
     assert app.send_task(contract.INGEST, kwargs=_valid_ingest()).get(timeout=20)["created"]
-    log = worker.log()
-    print(f"\nrefusals logged for pickle {pickled}, invalid UTF-8 {garbled}, unknown {unknown.id}")
+    store = RedisStore(
+        stack.redis.url(), max_entry_bytes=65536, retention_seconds=3600, counter_ttl=60
+    )
+    ids = {pickled, garbled, unknown.id}
+    stack.wait_for(lambda: ids <= {e["task_id"] for e in store.list()}, 20, "three dead letters")
+    entries = {e["task_id"]: e for e in store.list() if e["task_id"] in ids}
+    store.close()
+    print(f"\ndead-lettered: pickle {pickled}, invalid UTF-8 {garbled}, unknown {unknown.id}")
     assert not marker.exists(), "the worker unpickled a message"
+    assert base64.b64decode(entries[pickled]["raw_body"]) == pickled_body
+    assert entries[pickled]["error"]["type"] == "ContentDisallowed"
+    assert entries[pickled]["headers"]["content_type"] == "application/x-python-serialize"
+    assert base64.b64decode(entries[garbled]["raw_body"]) == garbled_body
+    assert entries[garbled]["task"] == contract.INGEST
+    # An unknown task's JSON arguments are readable: kept as arguments, ready for a replay.
+    assert entries[unknown.id]["task"] == "articles.no_such_task"
+    assert entries[unknown.id]["kwargs"] == {"x": 1}
+    assert entries[unknown.id]["error"]["type"] == "NotRegistered"
+    assert all(e["queue"] == contract.QUEUE for e in entries.values())
+    log = worker.log()
     assert "Refusing to deserialize untrusted content of type pickle" in log
-    assert "Can't decode message body" in log
-    assert "articles.no_such_task" in log
-    assert "unregistered task" in log.lower()
+    assert log.count("dead-lettered") >= 3
     assert worker.popen.poll() is None
     assert stack.sql("SELECT count(*) AS n FROM articles WHERE title = 'x'")[0]["n"] == 0
