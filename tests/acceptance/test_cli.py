@@ -20,7 +20,7 @@ from tests.support.processes import celery_worker
 pytestmark = pytest.mark.acceptance
 
 ARTICLES = str(Path(sys.executable).with_name("articles"))
-STATUS_KEYS = ["backend", "counts", "recent_runs", "failed_articles", "outbox"]
+STATUS_KEYS = ["backend", "counts", "recent_runs", "failed_articles", "outbox", "dead_letters"]
 RUN_KEYS = [
     "run_id",
     "task_id",

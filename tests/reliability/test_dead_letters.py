@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,8 @@ from tests.reliability.conftest import Stack
 from worker.runtime.deadletters.redis_store import RedisStore
 
 pytestmark = pytest.mark.reliability
+
+ARTICLES = str(Path(sys.executable).with_name("articles"))
 
 
 def _store(stack: Stack) -> RedisStore:
@@ -114,3 +120,76 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_deliveries(stack
     assert log.count("WorkerLostError") + log.count("exited with 'signal 9") >= 3
     assert leftover == 0, "the counter is dropped once the job ended"
     assert stack.sql("SELECT count(*) AS n FROM articles")[0]["n"] == 40
+
+
+def _articles(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [ARTICLES, *args], env=stack.env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def test_ingests_dead_lettered_during_an_outage_are_replayed_once_and_the_rest_purged(
+    stack: Stack,
+) -> None:
+    env = stack.env(TASK_RETRY_DEADLINE_SECONDS="3", TASK_RETRY_BACKOFF_MAX="1")
+    with stack.client() as app, stack.worker(env, concurrency=2):
+        stack.pg.stop()
+        try:
+            ingests = [
+                app.send_task(
+                    contract.INGEST,
+                    kwargs={"title": f"t{i}", "body": "One. Two.", "external_id": f"dl-{i}"},
+                )
+                for i in range(10)
+            ]
+            bug = app.send_task("tests.fail", args=["bug"], kwargs={"note": "n" * 5000})
+            ids = [r.id for r in ingests]
+            stack.wait_for(
+                _has(stack, *ids, bug.id), 60, "11 dead letters while PostgreSQL is down"
+            )
+            # The store lives beside the queues: the command reads it with PostgreSQL down.
+            listed = json.loads(_articles(stack, "dead-letters", "list", "--json").stdout)
+        finally:
+            stack.pg.start()
+        status = json.loads(_articles(stack, "status", "--json").stdout)
+        assert status["dead_letters"] == 11
+        assert isinstance(listed, list)
+        by_id = {e["task_id"]: e for e in listed}
+        assert set(by_id) == {*ids, bug.id}
+        note = by_id[bug.id]["kwargs"]["note"]
+        assert len(note) < 300, "long strings are cut in the listing"
+        assert note.startswith("nnn")
+        for entry in listed:
+            assert {"task_id", "task", "args", "kwargs", "error", "deliveries"} <= set(entry)
+            assert entry["first_failed_at"].endswith("Z")
+            assert entry["last_failed_at"].endswith("Z")
+        assert by_id[ids[0]]["error"]["type"] == "TransientError"
+
+        purged = _articles(stack, "dead-letters", "purge", bug.id)
+        assert "1 dead letter(s) purged" in purged.stdout
+        started = time.monotonic()
+        replayed = _articles(stack, "dead-letters", "replay", "--all")
+        assert "10 dead letter(s) replayed" in replayed.stdout
+        stack.wait_for(
+            lambda: stack.sql("SELECT count(*) AS n FROM articles")[0]["n"] == 10, 30, "replays"
+        )
+        took = time.monotonic() - started
+        # Same task ids: the replayed ingests are the original jobs (their idempotency key).
+        rows = stack.sql("SELECT ingest_task_id FROM articles")
+        assert {r["ingest_task_id"] for r in rows} == set(ids)
+        for result in ingests:
+            assert result.get(timeout=30)["created"] is True
+        assert json.loads(_articles(stack, "dead-letters", "list", "--json").stdout) == []
+        # Replaying the same ids again is a clear error, not a second job.
+        again = subprocess.run(
+            [ARTICLES, "dead-letters", "replay", ids[0]],
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 1
+        assert f"error: no dead letter with task id {ids[0]}" in again.stderr
+    print(f"\n10 ingests replayed and stored {took:.1f}s after `replay --all` started")

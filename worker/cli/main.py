@@ -20,7 +20,7 @@ from rich.table import Table
 
 from articles_client.contract import IngestPayload
 from articles_client.errors import ArticlesError, ConfigurationError, TransientError
-from worker.cli import admin, backend, jsonl, seed
+from worker.cli import admin, backend, deadletters, jsonl, seed
 from worker.cli.failures import describe_failure, root_cause, user_errors
 from worker.runtime import bridge, embedded
 from worker.runtime.settings import Settings, get_settings, mask_url
@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--runs", type=_positive, default=10, help="how many recent runs")
     status.add_argument("--failures", type=_positive, default=20, help="how many failed")
     status.set_defaults(handler=cmd_status)
+
+    deadletters.register(commands)
 
     commands.add_parser("retry-failed", help="put failed articles back to pending").set_defaults(
         handler=cmd_retry_failed
@@ -222,8 +224,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             out.print(_runs_table([run], title=f"Run {args.run}"))
         return 0
     snapshot: dict[str, Any] = in_db(admin.status, runs=args.runs, failures=args.failures)
+    dead = deadletters.count(settings)
     if args.json:
-        _print_json({"backend": backend.describe(settings), **snapshot})
+        _print_json({"backend": backend.describe(settings), **snapshot, "dead_letters": dead})
         return 0
     counts = Table(title="Articles by status")
     for name in snapshot["counts"]:
@@ -245,6 +248,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         + (f", {box['failing']} failing to publish" if box["failing"] else ""),
         markup=False,
     )
+    out.print(f"Dead letters: {dead}" + (" (see `articles dead-letters list`)" if dead else ""))
     return 0
 
 
