@@ -19,8 +19,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from articles_client.errors import UnsupportedPool
-from worker.runtime import async_tasks, bridge, embedded, kombu_fixes
+from articles_client.errors import ConfigurationError, UnsupportedPool
+from worker.runtime import async_tasks, bridge, embedded, eviction, kombu_fixes
+from worker.runtime.deadletters.factory import store_location
 from worker.runtime.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
         # Exceptions from signal receivers are only logged by Celery; SystemExit stops the worker.
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    _refuse_evicting_redis()
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
     # A prefork child runs one task at a time; a threads pool shares one process bridge.
     threaded = "thread" in pool_name.lower()
@@ -53,6 +55,17 @@ def _announce_fallback(**_: Any) -> None:
     notice = embedded.fallback_notice(get_settings())
     if notice:
         log.warning("%s", notice)
+
+
+def _refuse_evicting_redis() -> None:
+    settings = get_settings()
+    try:
+        urls = {settings.celery_broker_url, store_location(settings)}
+        for url in sorted(u for u in urls if u.startswith(("redis://", "rediss://"))):
+            eviction.check_no_eviction(url)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @worker_ready.connect
