@@ -193,3 +193,50 @@ def test_ingests_dead_lettered_during_an_outage_are_replayed_once_and_the_rest_p
         assert again.returncode == 1
         assert f"error: no dead letter with task id {ids[0]}" in again.stderr
     print(f"\n10 ingests replayed and stored {took:.1f}s after `replay --all` started")
+
+
+# The old policy: 8 retries, backoff min(cap, 2**n) with full jitter. With a 2 s cap its whole
+# window was at most 1 + 7 * 2 = 15 s: every ingest sent into a longer outage was lost.
+OLD_MAX_RETRIES = 8
+OLD_WINDOW_MAX = 1 + (OLD_MAX_RETRIES - 1) * 2
+OUTAGE = 30
+
+
+def test_an_outage_longer_than_the_old_retry_window_loses_no_ingest(stack: Stack) -> None:
+    # Few jobs, so each retries as often as its backoff allows (a long queue spaces retries out
+    # by itself): every one must go past the old count to prove the old policy would lose it.
+    total = 12
+    env = stack.env(TASK_RETRY_BACKOFF_MAX="2", TASK_RETRY_DEADLINE_SECONDS="300")
+    with stack.client() as app, stack.worker(env, concurrency=2) as worker:
+        stack.pg.stop()
+        down_at = time.monotonic()
+        try:
+            results = [
+                app.send_task(
+                    contract.INGEST,
+                    kwargs={"title": f"o{i}", "body": "One. Two.", "external_id": f"out-{i}"},
+                )
+                for i in range(total)
+            ]
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        finally:
+            stack.pg.start()
+        outage = time.monotonic() - down_at
+        recovered = stack.wait_for(
+            lambda: stack.sql("SELECT count(*) AS n FROM articles")[0]["n"] == total,
+            120,
+            "every ingest stored",
+        )
+        for result in results:
+            assert result.get(timeout=60)["created"] is True
+        retries = sorted(r.retries or 0 for r in results)
+        assert worker.popen.poll() is None
+    print(
+        f"\nPostgreSQL down {outage:.1f}s (old retry window at most {OLD_WINDOW_MAX}s): all "
+        f"{total} ingests stored {recovered:.1f}s after it came back; retries per job {retries}"
+    )
+    assert outage > OLD_WINDOW_MAX
+    assert retries[0] > OLD_MAX_RETRIES, "each job went past the old count, which would give up"
+    rows = stack.sql("SELECT external_id, times_processed FROM articles")
+    assert sorted(r["external_id"] for r in rows) == sorted(f"out-{i}" for i in range(total))
+    assert _entries(stack) == {}, "nothing dead-lettered"
