@@ -55,6 +55,7 @@ def test_good_environment(environ: pytest.MonkeyPatch) -> None:
         ("DATABASE_URL", "articles.db"),
         ("CELERY_BROKER_URL", "http://redis:6379/0"),
         ("CELERY_RESULT_BACKEND", "rpc://"),
+        ("DEAD_LETTER_URL", "postgresql://db/articles"),
     ],
 )
 def test_bad_url_scheme_names_the_variable(
@@ -64,6 +65,22 @@ def test_bad_url_scheme_names_the_variable(
     assert message.startswith("invalid configuration: ")
     assert f"{variable}: " in message
     assert "scheme" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TASK_RETRY_DEADLINE_SECONDS", "0"),
+        ("MAX_DELIVERIES", "0"),
+        ("DEAD_LETTER_MAX_ENTRY_BYTES", "100"),
+        ("DEAD_LETTER_RETENTION_SECONDS", "-1"),
+        ("TASK_MAX_RETRIES", "many"),
+    ],
+)
+def test_bad_retry_and_dead_letter_settings_name_the_variable(
+    environ: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    assert f"{variable}: " in load_error(environ, **{variable: value})
 
 
 def test_unknown_bridge_names_the_variable(environ: pytest.MonkeyPatch) -> None:
