@@ -122,6 +122,23 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_deliveries(stack
     assert stack.sql("SELECT count(*) AS n FROM articles")[0]["n"] == 40
 
 
+def test_a_job_killed_by_the_hard_time_limit_is_dead_lettered(stack: Stack) -> None:
+    env = stack.env(TASK_SOFT_TIME_LIMIT="1", TASK_TIME_LIMIT="2")
+    with stack.client() as app, stack.worker(env, concurrency=1) as worker:
+        job = app.send_task("tests.stubborn", args=[30])
+        stack.wait_for(_has(stack, job.id), 30, "the job killed by its hard limit dead-lettered")
+        after = app.send_task(contract.INGEST, kwargs={"title": "after", "body": "One. Two."})
+        assert after.get(timeout=30)["created"] is True
+        assert worker.popen.poll() is None
+        leftover = stack.redis.client().exists(f"articles:deliveries:{job.id}")
+    entry = _entries(stack)[job.id]
+    assert entry["error"]["type"] == "TimeLimitExceeded"
+    assert entry["reason"].startswith("hard time limit")
+    assert entry["args"] == [30]
+    assert entry["deliveries"] == 1
+    assert leftover == 0, "the main process drops the count the killed child left"
+
+
 def _articles(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [ARTICLES, *args], env=stack.env(), capture_output=True, text=True, timeout=60

@@ -5,12 +5,15 @@ They cross the same bridge as the real tasks, so they exercise its cancellation 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
+import time
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,3 +89,12 @@ def fail(kind: str, note: str = "") -> None:
 def crash() -> None:
     """Kill the process running it, as an out-of-memory kill or a segfault would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="tests.stubborn")
+def stubborn(seconds: float) -> None:
+    """Sleep, ignoring the soft time limit: only the hard limit (killing the child) stops it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.1)
