@@ -1,4 +1,5 @@
-"""Process lifecycle: refuse unsupported pools, build the bridge after fork, dispose at shutdown.
+"""Process lifecycle: refuse unsupported pools and an evicting Redis, build the bridge after fork,
+dispose at shutdown.
 
 Loaded by the worker through `include` in celeryconfig, never by the producer.
 """
@@ -39,7 +40,6 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
         # Exceptions from signal receivers are only logged by Celery; SystemExit stops the worker.
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    _refuse_evicting_redis()
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
     # A prefork child runs one task at a time; a threads pool shares one process bridge.
     threaded = "thread" in pool_name.lower()
@@ -57,7 +57,10 @@ def _announce_fallback(**_: Any) -> None:
         log.warning("%s", notice)
 
 
-def _refuse_evicting_redis() -> None:
+@worker_init.connect
+def _refuse_evicting_redis(**_: Any) -> None:
+    # The broker's Redis and the dead-letter store's (docs/design.md section 2); a store that
+    # fits no broker is refused here too, with its message naming DEAD_LETTER_URL.
     settings = get_settings()
     try:
         urls = {settings.celery_broker_url, store_location(settings)}
