@@ -176,3 +176,38 @@ def test_beat_schedules_the_pipeline_and_the_reaper(
     assert "Sending due task run-pipeline (articles.run_pipeline)" in beat_log
     assert "Sending due task reap-stale-claims (articles.reap_stale)" in beat_log
     assert FALLBACK in beat_log
+
+
+SEND_BAD_JOB = """
+from worker.cli.backend import configure_client
+from worker.producer import enqueue_process_article
+from worker.runtime.settings import get_settings
+configure_client(get_settings())
+result = enqueue_process_article(article_id=999)
+result.get(timeout=60, propagate=False)
+print(result.id, result.state)
+"""
+
+
+def test_dead_letters_live_in_a_file_beside_the_queues(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert run([ARTICLES, "db", "upgrade"], embedded_env, tmp_path).returncode == 0
+    with celery_worker(embedded_env, tmp_path / "logs", concurrency=1, cwd=tmp_path) as worker:
+        sent = run([sys.executable, "-c", SEND_BAD_JOB], embedded_env, tmp_path, 90)
+        stop_main_process(worker)
+    assert sent.returncode == 0, sent.stderr
+    task_id, state = sent.stdout.split()
+    assert state == "FAILURE"
+    assert (tmp_path / "var" / "dead-letters.db").exists()
+    listed = run([ARTICLES, "dead-letters", "list", "--json"], embedded_env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    [entry] = json.loads(listed.stdout)
+    assert entry["task_id"] == task_id
+    assert entry["task"] == "articles.process_article"
+    assert entry["kwargs"] == {"article_id": 999}
+    assert entry["error"]["type"] == "ArticleNotFound"
+    status = run([ARTICLES, "status", "--json"], embedded_env, tmp_path)
+    assert json.loads(status.stdout)["dead_letters"] == 1
+    purged = run([ARTICLES, "dead-letters", "purge", "--all"], embedded_env, tmp_path)
+    assert "1 dead letter(s) purged" in purged.stdout
