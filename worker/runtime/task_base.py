@@ -38,6 +38,8 @@ class WorkerTask(Task[Any, Any]):
     dont_autoretry_for = (InvalidPayload,)
     retry_kwargs = {_AUTO: True}
     retry_backoff = False
+    # None: TASK_MAX_RETRIES applies; a task's own `max_retries=` is respected.
+    max_retries = None
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         deliveries = hooks.deliveries_of(task_id)
@@ -83,7 +85,8 @@ class WorkerTask(Task[Any, Any]):
                 retry_policy.backoff(request.retries, settings.task_retry_backoff_max), remaining
             )
         if max_retries is None:
-            max_retries = settings.task_max_retries
+            own = self.max_retries
+            max_retries = own if own is not None else settings.task_max_retries
         if request.retries >= max_retries:
             setattr(
                 request,
