@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from worker.runtime.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-# Now-ish: stores trim by the real clock on every write.
-NOW = float(int(time.time())) + 0.25
+NOW = 1_790_000_000.25
 
 
 def _entry(**overrides: object) -> entries.Entry:
@@ -42,7 +40,7 @@ def test_entry_holds_the_documented_fields_in_iso_utc() -> None:
     entry = _entry()
     assert entry["error"] == {"type": "InvalidPayload", "message": "title: too long"}
     assert entry["first_failed_at"] == entry["last_failed_at"]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.250Z", entry["last_failed_at"])
+    assert entry["last_failed_at"] == "2026-09-21T14:13:20.250Z"
     assert entries.parse_iso(entry["last_failed_at"]) == NOW
     assert entry["deliveries"] == 1
     assert "raw_body" not in entry
@@ -72,20 +70,21 @@ def test_sqlite_store_keeps_order_counts_and_trims_by_retention(tmp_path: Path) 
     store = SqliteStore(
         tmp_path / "dl.db", max_entry_bytes=4096, retention_seconds=60, counter_ttl=60
     )
-    store.add(_entry(task_id="old", now=NOW - 120))
+    now = time.time()  # stores trim by the real clock on every write
+    store.add(_entry(task_id="old", now=now - 120))
     assert store.count() == 0, "older than the retention: trimmed on write"
-    store.add(_entry(task_id="b", now=NOW + 2))
-    store.add(_entry(task_id="a", now=NOW + 1))
+    store.add(_entry(task_id="b", now=now + 2))
+    store.add(_entry(task_id="a", now=now + 1))
     assert [e["task_id"] for e in store.list()] == ["a", "b"]
     # A second failure of the same id replaces the entry but keeps its first failure time.
-    store.add(_entry(task_id="a", now=NOW + 3))
+    store.add(_entry(task_id="a", now=now + 3))
     again = store.get("a")
     assert again is not None
     assert again["first_failed_at"] < again["last_failed_at"]
     assert store.count() == 2
     assert store.remove("a")
     assert not store.remove("a")
-    assert store.trim(NOW + 1000) == 1
+    assert store.trim(now + 1000) == 1
     assert store.delivered("t") == 1
     assert store.delivered("t") == 2
     assert store.deliveries("t") == 2

@@ -82,16 +82,21 @@ def _dead_letter(
     if task_id is None or exception is None:
         return
     request = getattr(sender, "request", None)
-    # In a pool child the request is this job's; a hard time limit is reported by the main
-    # process, where it is not (and the killed child never cleared its counter).
-    own = request is not None and getattr(request, "id", None) == task_id
+    if request is None or getattr(request, "id", None) != task_id:
+        request = None  # reported outside the job's context (the main process, hard limit)
+    # Counted here when the task ran in this process; a failure the main process reports
+    # (hard time limit, lost worker) finds the count the killed child left, and drops it.
+    ran_here = task_id in _counts
     try:
-        entry = _entry(sender, task_id, exception, args, kwargs, request if own else None)
+        counter = current_counter()
+        if ran_here or counter is None:
+            deliveries = deliveries_of(task_id)
+        else:
+            deliveries = counter.deliveries(task_id)
+        entry = _entry(sender, task_id, exception, args, kwargs, request, deliveries)
         current_store().add(entry)
-        if not own:
-            counter = current_counter()
-            if counter is not None:
-                counter.forget(task_id)
+        if not ran_here and counter is not None:
+            counter.forget(task_id)
     except Exception as exc:
         log.error(
             "could not dead-letter %s[%s] (%s: %s): its failure is only in the result backend",
@@ -105,7 +110,13 @@ def _dead_letter(
 
 
 def _entry(
-    sender: Any, task_id: str, exc: BaseException, args: Any, kwargs: Any, request: Any
+    sender: Any,
+    task_id: str,
+    exc: BaseException,
+    args: Any,
+    kwargs: Any,
+    request: Any,
+    deliveries: int,
 ) -> Entry:
     now = time.time()
     retries = int(getattr(request, "retries", 0) or 0)
@@ -113,11 +124,6 @@ def _entry(
     headers = dict(getattr(request, "headers", None) or {})
     headers.pop(retry_policy.FIRST_ATTEMPT_HEADER, None)
     delivery_info = getattr(request, "delivery_info", None) or {}
-    if request is not None:
-        deliveries = max(deliveries_of(task_id), 1)
-    else:
-        counter = current_counter()
-        deliveries = max(counter.deliveries(task_id) if counter is not None else 0, 1)
     return entries.make_entry(
         task_id=task_id,
         task=getattr(sender, "name", None),
@@ -127,7 +133,7 @@ def _entry(
         error_message=str(exc),
         reason=_reason(exc, request),
         now=now,
-        deliveries=deliveries,
+        deliveries=max(deliveries, 1),
         first_failed_at=first,
         queue=delivery_info.get("routing_key") or None,
         headers=headers,
