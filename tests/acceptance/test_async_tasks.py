@@ -125,7 +125,9 @@ def _bad_payload_fails_once(worker: Proc) -> None:
         assert problem in message
     # One outcome line, a failure, and no retry (results no longer carry a retry count).
     worker.wait_for_log(f"Task examples.set_summary[{bad.id}] failed", timeout=TIMEOUT)
-    assert worker.log().count(f"examples.set_summary[{bad.id}]") == 2  # received, failed
+    # received, failed, and kept in the dead-letter store
+    assert worker.log().count(f"examples.set_summary[{bad.id}]") == 3
+    assert f"examples.set_summary[{bad.id}] dead-lettered: invalid payload" in worker.log()
     assert f"examples.set_summary[{bad.id}] retry" not in worker.log()
 
 
