@@ -6,11 +6,15 @@ server's consumer_timeout must exceed the longest task.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +27,19 @@ from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 pytestmark = pytest.mark.reliability
 
 TASKS = "tests.support.tasks,tests.support.amqp_tasks"
+ARTICLES = str(Path(sys.executable).with_name("articles"))
 
 
 @pytest.fixture(scope="module")
 def rabbit() -> Iterator[PrivateRabbit]:
-    # A short consumer_timeout (the server default is 30 minutes) so a test can show it matter.
-    with private_rabbit(consumer_timeout_ms=5000) as node:
+    with private_rabbit() as node:
         yield node
+
+
+def _set_consumer_timeout(rabbit: PrivateRabbit, ms: int) -> None:
+    # Applies to channels opened from now on: set it before the worker starts.
+    done = rabbit.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {ms}).")
+    assert done.returncode == 0, done.stderr
 
 
 @dataclass
@@ -84,12 +94,14 @@ def test_worker_killed_mid_run_every_article_done_once(amqp: AmqpStack) -> None:
     stack, total = amqp.stack, 1000
     stack.add_articles(total)
     # Beat's pipeline ticks pick up the rows the reaper returns once the redelivered runs are over.
-    # Limits long enough that a redelivered run finishes on a loaded machine.
+    # Limits long enough that a redelivered run does real work on a loaded machine; the lease
+    # must exceed the hard limit (checked at start), so stranded rows wait 30 s.
     env = amqp.env(
         PIPELINE_INTERVAL_SECONDS="2",
-        TASK_SOFT_TIME_LIMIT="60",
-        TASK_TIME_LIMIT="70",
-        BROKER_VISIBILITY_TIMEOUT="80",
+        TASK_SOFT_TIME_LIMIT="20",
+        TASK_TIME_LIMIT="25",
+        CLAIM_LEASE_SECONDS="30",
+        BROKER_VISIBILITY_TIMEOUT="40",
     )
     with amqp.client() as client, stack.worker(env, name="doomed", concurrency=2) as doomed:
         for _ in range(2):
@@ -101,7 +113,7 @@ def test_worker_killed_mid_run_every_article_done_once(amqp: AmqpStack) -> None:
     # RabbitMQ returns the killed worker's unacked run messages as soon as its connection drops;
     # the claimed rows come back through the lease (fold-in or reaper) when the runs are redone.
     with stack.beat(env), stack.worker(env, name="survivor"):
-        stack.wait_for(stack.all_done(total), 90, "every article done", detail=stack.counts)
+        stack.wait_for(stack.all_done(total), 150, "every article done", detail=stack.counts)
         recovered = time.monotonic() - killed_at
     print(f"\nRabbitMQ: at SIGKILL {at_kill}; all {total} done {recovered:.1f}s after the kill")
     assert stack.counts() == {"done": total}
@@ -127,10 +139,16 @@ def test_a_countdown_retry_travels_through_a_quorum_queue(amqp: AmqpStack) -> No
 def test_consumer_timeout_must_exceed_the_task_time_limit(
     amqp: AmqpStack, rabbit: PrivateRabbit
 ) -> None:
-    # The node's consumer_timeout is 5 s. A late-acked task that holds its message longer makes
+    # With consumer_timeout at 5 s, a late-acked task that holds its message longer makes
     # RabbitMQ close the channel with PRECONDITION_FAILED, and Celery cannot recover from that:
     # the worker exits. Hence the rule: consumer_timeout above TASK_TIME_LIMIT (README).
-    env = amqp.env(TASK_SOFT_TIME_LIMIT="20", TASK_TIME_LIMIT="25", BROKER_VISIBILITY_TIMEOUT="30")
+    _set_consumer_timeout(rabbit, 5000)
+    env = amqp.env(
+        TASK_SOFT_TIME_LIMIT="20",
+        TASK_TIME_LIMIT="25",
+        CLAIM_LEASE_SECONDS="30",
+        BROKER_VISIBILITY_TIMEOUT="30",
+    )
     with amqp.client() as client:
         result = client.send_task("tests.sleep", kwargs={"seconds": 8})
         with amqp.stack.worker(env, name="too-short", concurrency=1) as worker:
@@ -140,11 +158,44 @@ def test_consumer_timeout_must_exceed_the_task_time_limit(
 
         # With the rule applied the requeued message runs once more, to the end, and the worker
         # stays up. (Set at runtime: channels opened from now on get the new value.)
-        timeout_ms = 60_000  # above TASK_TIME_LIMIT (25 s here)
-        done = rabbit.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {timeout_ms}).")
-        assert done.returncode == 0, done.stderr
+        _set_consumer_timeout(rabbit, 60_000)  # above TASK_TIME_LIMIT (25 s here)
         with amqp.stack.worker(env, name="long-enough", concurrency=1) as survivor:
             assert result.get(timeout=120) == 8
             assert survivor.popen.poll() is None
             assert "PRECONDITION_FAILED" not in survivor.log()
+    _set_consumer_timeout(rabbit, 1_800_000)  # the server default, for the tests after this one
     print("\nconsumer_timeout 5 s < 8 s task: worker exited; 60 s: the task completed")
+
+
+def test_a_poison_job_on_rabbitmq_ends_in_the_dead_letter_store(amqp: AmqpStack) -> None:
+    # RabbitMQ with Redis results: dead letters and delivery counters live in the result
+    # backend's Redis (docs/design.md, section 2), and `articles dead-letters list` reads them.
+    env = amqp.env(MAX_DELIVERIES="3")
+    with amqp.client() as client, amqp.stack.worker(env, concurrency=2) as worker:
+        poison = client.send_task("tests.crash")
+        after = [
+            client.send_task(contract.INGEST, kwargs={"title": f"after {i}", "body": "One. Two."})
+            for i in range(10)
+        ]
+        for result in after:
+            assert result.get(timeout=90)["created"] is True
+        listing: list[dict[str, Any]] = []
+
+        def listed() -> bool:
+            done = subprocess.run(
+                [ARTICLES, "dead-letters", "list", "--json"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            listing[:] = json.loads(done.stdout)
+            return any(entry["task_id"] == poison.id for entry in listing)
+
+        took = amqp.stack.wait_for(listed, 120, "the poison job listed as a dead letter")
+        assert worker.popen.poll() is None
+    (entry,) = [e for e in listing if e["task_id"] == poison.id]
+    print(
+        f"\nRabbitMQ: poison job dead-lettered and listed {took:.1f}s after the ingests were done"
+    )
+    assert entry["task"] == "tests.crash"
+    assert entry["error"]["type"] == "PoisonJob"
+    assert entry["deliveries"] == 4
