@@ -109,7 +109,7 @@ def test_on_reconnect_held_messages_return_at_once_and_running_ones_wait_for_the
 ) -> None:
     client = broker.client()
     old = Connection(broker.url())
-    first, *held = receive(old, 3)
+    first, *_held = receive(old, 3)
     running = Running(first)
     state.active_requests.add(running)  # type: ignore[arg-type]
     try:
