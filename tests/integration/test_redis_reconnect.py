@@ -86,6 +86,19 @@ def test_ack_on_a_channel_whose_connection_was_closed_reaches_redis(
     assert client.llen(QUEUE) == 0
 
 
+def test_ack_on_a_torn_down_channel_reaches_redis(broker: PrivateRedis) -> None:
+    """The state kombu 5.7 failed in: pools dropped and connection gone, nothing restored."""
+    client = broker.client()
+    conn = Connection(broker.url())
+    (message,) = receive(conn, 1)
+    channel = message.channel
+    channel._disconnect_pools()  # what Channel.close() does before its restore...
+    channel.connection = None  # ...and what Transport.close_channel() does after it
+    message.ack()  # kombu 5.7: AttributeError: 'NoneType' object has no attribute 'client'
+    assert unacked(client) == 0
+    conn.release()
+
+
 def test_ack_while_redis_is_down_is_a_connection_error_then_settled(
     broker: PrivateRedis, worker_running: None
 ) -> None:
@@ -149,3 +162,24 @@ def test_consumer_step_stops_after_celery_dropped_the_connection(broker: Private
     # Celery sets consumer.connection to None before restarting the steps (Gossip's error).
     step._close(SimpleNamespace(connection=None), True)
     assert channel.closed
+
+
+def test_a_message_popped_while_redis_went_down_is_pushed_back_on_reconnect(
+    broker: PrivateRedis, worker_running: None
+) -> None:
+    old = Connection(broker.url())
+    with old.Producer() as producer:
+        producer.publish({"n": 1}, routing_key=QUEUE, declare=[Queue(QUEUE)], serializer="json")
+    channel = old.channel()
+    message = channel.basic_get(QUEUE, no_ack=True)  # popped, as BRPOP pops before recording
+    broker.stop()
+    with pytest.raises(redis.ConnectionError):
+        channel.qos.append(message, message.delivery_tag)  # the unacked entry cannot be written
+    lose(old)
+    broker.start()
+    with Connection(broker.url()) as new:
+        done = redelivery.settle(new)
+    client = broker.client()
+    assert done.returned == 1
+    assert client.llen(QUEUE) == 1
+    assert unacked(client) == 0

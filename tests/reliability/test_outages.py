@@ -84,7 +84,7 @@ def _produce_after_restart(stack: Stack, article_id: int) -> dict[str, Any]:
     raise AssertionError(f"publishing after the restart kept failing: {tries}")
 
 
-def _unfinished(stack: Stack) -> str:
+def unfinished(stack: Stack) -> str:
     rows = stack.sql("SELECT id, status, attempts FROM articles WHERE status <> 'done' ORDER BY id")
     return "not done: " + ", ".join(f"{r['id']} {r['status']} ({r['attempts']})" for r in rows)
 
@@ -92,7 +92,10 @@ def _unfinished(stack: Stack) -> str:
 def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: Stack) -> None:
     total = 400
     stack.add_articles(total + 2)
-    with stack.client() as app, stack.worker() as worker:
+    # The production visibility timeout: what the worker held when the connection died must come
+    # back when it reconnects (worker/redelivery.py), not after 900 s.
+    env = stack.env(BROKER_VISIBILITY_TIMEOUT="900")
+    with stack.client() as app, stack.worker(env) as worker:
         jobs = [
             app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i})
             for i in range(1, total + 1)
@@ -103,7 +106,7 @@ def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: St
         stack.redis.start()
         up = _produce_after_restart(stack, total + 2)
         recovered = stack.wait_for(
-            stack.all_done(total + 1), 90, "every article done", detail=lambda: _unfinished(stack)
+            stack.all_done(total + 1), 90, "every article done", detail=lambda: unfinished(stack)
         )
         # Results are best effort while Redis is away: a task that finishes during the outage
         # may be unable to store its result or be acknowledged, and its result can stay stale.
