@@ -22,6 +22,7 @@ EVERY = 3.0  # seconds from one restart to the next
 DOWN = 0.5  # seconds Redis stays stopped each time
 
 
+@pytest.mark.timeout(480)
 def test_ten_redis_restarts_worker_keeps_consuming_and_every_article_is_done_once(
     stack: Stack,
 ) -> None:
