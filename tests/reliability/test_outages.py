@@ -106,7 +106,7 @@ def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: St
         stack.redis.start()
         up = _produce_after_restart(stack, total + 2)
         recovered = stack.wait_for(
-            stack.all_done(total + 1), 90, "every article done", detail=lambda: unfinished(stack)
+            stack.all_done(total + 1), 180, "every article done", detail=lambda: unfinished(stack)
         )
         # Results are best effort while Redis is away: a task that finishes during the outage
         # may be unable to store its result or be acknowledged, and its result can stay stale.
