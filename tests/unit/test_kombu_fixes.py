@@ -14,8 +14,8 @@ from celery import bootsteps
 from kombu.transport import redis as redis_transport
 from kombu.transport.virtual import base as virtual
 
-from worker import kombu_fixes, redelivery
-from worker.celery_app import app
+from worker.runtime import kombu_fixes, redelivery
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.unit
 

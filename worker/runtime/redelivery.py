@@ -12,7 +12,8 @@ this module (`orphan`), and the `RedeliverOnReconnect` consumer step settles the
 connection as soon as it is up, and once more at shutdown:
 
 - a message whose task is still running is left alone: its acknowledgement comes when the task
-  ends (`worker.runtime.kombu_fixes` lets a closed channel send it), so a running task is not redelivered;
+  ends (`worker.runtime.kombu_fixes` lets a closed channel send it), so a running task is not
+  redelivered;
 - a message whose acknowledgement failed (Redis was down when its task ended) is acknowledged;
 - every other message (reserved, prefetched, ETA, or rejected for requeue while Redis was down)
   goes back to its queue, and one popped from its queue whose `unacked` entry was never written
