@@ -1,4 +1,4 @@
-"""Soak: Redis (AOF on) restarted ten times in a row while a worker runs 2,000 article jobs.
+"""Soak: Redis (AOF on) restarted ten times in a row while a worker runs 1,500 article jobs.
 
 The worker runs as a user's would (heartbeat, mingle and gossip on) with the production
 visibility timeout (900 s), so nothing may wait for it: every message the worker held when a
@@ -22,11 +22,11 @@ EVERY = 3.0  # seconds from one restart to the next
 DOWN = 0.5  # seconds Redis stays stopped each time
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)
 def test_ten_redis_restarts_worker_keeps_consuming_and_every_article_is_done_once(
     stack: Stack,
 ) -> None:
-    total, late = 2000, 20
+    total, late = 1500, 20
     stack.add_articles(total + late)
     env = stack.env(BROKER_VISIBILITY_TIMEOUT="900")
     with stack.client() as app, stack.worker(env, cluster_steps=True) as worker:
@@ -47,7 +47,7 @@ def test_ten_redis_restarts_worker_keeps_consuming_and_every_article_is_done_onc
             for article_id in range(total + 1, total + late + 1):
                 fresh.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})
         stack.wait_for(
-            stack.all_done(total + late), 240, "every article done", 0.2, lambda: unfinished(stack)
+            stack.all_done(total + late), 420, "every article done", 0.2, lambda: unfinished(stack)
         )
         recovered = time.monotonic() - last_restart
         # An article is written before its task returns and is acknowledged: give the last acks
