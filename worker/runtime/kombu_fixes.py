@@ -12,8 +12,9 @@ The root fix, `_connparams`: a channel remembers the parameters it connected wit
 channel builds its client from them. An acknowledgement after the reconnect then reaches the
 same Redis and removes the message from the `unacked` hash, exactly as on a live channel; if Redis
 is still down it fails with a connection error, which Celery logs and survives. As a net for the
-rest of this class of race, any `AttributeError` from a QoS operation on a closed channel is
-re-raised as a Redis `ConnectionError`, never as an unrecoverable error.
+rest of this class of race, any `AttributeError` from an ack, reject or restore on a closed
+channel is re-raised as a Redis `ConnectionError`, never as an unrecoverable error, and a restore
+at close that cannot reach Redis leaves the messages to the visibility sweep, with a warning.
 
 Celery's own half of the race: after a connection loss it drops `consumer.connection` before it
 stops the consumer steps, and `ConsumerStep._close` (Gossip) then passes `None` to
@@ -106,6 +107,28 @@ def _as_connection_error(original: Any) -> Any:
     return operation
 
 
+def _restore_or_leave(original: Any) -> Any:
+    """Restoring a channel's messages as it closes is a convenience: if the broker cannot be
+    reached, they stay in the `unacked` hash, from which the visibility sweep returns them."""
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return original(self, client)
+        except (*self.channel.connection_errors, AttributeError) as exc:
+            if isinstance(exc, AttributeError) and not detached(self.channel):
+                raise
+            log.warning(
+                "could not restore %d unacknowledged message(s) while closing the channel; "
+                "they are redelivered after the visibility timeout (%r)",
+                len(self._delivered),
+                exc,
+            )
+            self._delivered.clear()
+            return []
+
+    return restore_unacked
+
+
 def _settling(original: Any) -> Any:
     """Remember a delivery tag whose ack or final reject could not be sent."""
 
@@ -156,6 +179,6 @@ def install() -> None:
     patch(qos, "ack", _as_connection_error, _settling)
     patch(qos, "reject", _as_connection_error, _settling)
     patch(qos, "restore_by_tag", _as_connection_error)
-    patch(qos, "restore_unacked", _as_connection_error)
+    patch(qos, "restore_unacked", _restore_or_leave)
     patch(qos, "append", _append)
     patch(bootsteps.ConsumerStep, "_close", _consumer_step_close)
