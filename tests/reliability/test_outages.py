@@ -16,6 +16,7 @@ from celery import Celery
 from articles_client import contract
 from tests.reliability.conftest import Stack
 from tests.support.processes import ROOT
+from tests.support.servers import private_redis
 
 pytestmark = pytest.mark.reliability
 
@@ -84,6 +85,11 @@ def _produce_after_restart(stack: Stack, article_id: int) -> dict[str, Any]:
     raise AssertionError(f"publishing after the restart kept failing: {tries}")
 
 
+# Tests of broker and result-store outages: a task may wait out the result store's retries (about
+# 3 s per store) and still be well inside its limits, as with the production limits (300/360 s).
+PATIENT_LIMITS = {"TASK_SOFT_TIME_LIMIT": "60", "TASK_TIME_LIMIT": "90"}
+
+
 def unfinished(stack: Stack) -> str:
     rows = stack.sql("SELECT id, status, attempts FROM articles WHERE status <> 'done' ORDER BY id")
     return "not done: " + ", ".join(f"{r['id']} {r['status']} ({r['attempts']})" for r in rows)
@@ -94,7 +100,7 @@ def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: St
     stack.add_articles(total + 2)
     # The production visibility timeout: what the worker held when the connection died must come
     # back when it reconnects (worker/redelivery.py), not after 900 s.
-    env = stack.env(BROKER_VISIBILITY_TIMEOUT="900")
+    env = stack.env(BROKER_VISIBILITY_TIMEOUT="900", **PATIENT_LIMITS)
     with stack.client() as app, stack.worker(env) as worker:
         jobs = [
             app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i})
@@ -154,3 +160,21 @@ def test_beat_survives_redis_down_and_resumes_publishing(stack: Stack) -> None:
         log = beat.log()
     print(f"\nbeat kept running through a 5 s Redis outage; published again {resumed:.1f}s after")
     assert "Couldn't apply scheduled task" in log  # ticks during the outage: logged, dropped
+
+
+def test_result_store_down_when_a_task_starts_the_task_still_runs(stack: Stack) -> None:
+    """With task_track_started a task stores STARTED before its body runs. Celery failed a task
+    whose STARTED could not be stored and acknowledged its message: the job was lost unrun."""
+    total = 4
+    stack.add_articles(total)
+    with private_redis() as results:
+        results.stop()
+        env = stack.env(CELERY_RESULT_BACKEND=results.url(), **PATIENT_LIMITS)
+        with stack.client() as app, stack.worker(env) as worker:
+            for article_id in range(1, total + 1):
+                app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})
+            took = stack.wait_for(stack.all_done(total), 120, "every article done")
+            log = worker.log()
+    print(f"\nresult store down: all {total} articles done in {took:.1f}s")
+    assert log.count("could not record that task") >= total
+    assert stack.times_processed() == {1: total}

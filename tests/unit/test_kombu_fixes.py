@@ -11,6 +11,8 @@ from importlib.metadata import version
 
 import pytest
 from celery import bootsteps
+from celery.backends.base import Backend
+from celery.concurrency.asynpool import AsynPool
 from kombu.transport import redis as redis_transport
 from kombu.transport.virtual import base as virtual
 
@@ -44,6 +46,8 @@ def test_installed_versions_are_the_verified_ones() -> None:
         (virtual.QoS, "_flush", ["self"]),
         (redis_transport.Channel, "_do_restore_message", None),
         (bootsteps.ConsumerStep, "_close", ["self", "c", "cancel_consumers"]),
+        (AsynPool, "_track_child_process", ["self", "proc", "hub"]),
+        (Backend, "store_result", None),
     ],
 )
 def test_patched_internals_have_the_expected_signature(

@@ -19,7 +19,10 @@ at close that cannot reach Redis leaves the messages to the visibility sweep, wi
 Celery's own half of the race: after a connection loss it drops `consumer.connection` before it
 stops the consumer steps, and `ConsumerStep._close` (Gossip) then passes `None` to
 `ignore_errors`: "Error on restarting Gossip: AttributeError(... 'connection_errors')". The
-consumers' channels are closed without it.
+consumers' channels are closed without it. And when the consumer reconnects it registers the pool
+again with the event loop; a pool process that exited meanwhile (its exit already handled, so
+its sentinel descriptor is `None`) made that fail with "ValueError: file descriptor is None",
+another unrecoverable error: such a process is skipped, and the pool is maintained to replace it.
 
 What happens to the messages of the closed channel is `worker.runtime.redelivery`'s job; this module
 records what it needs: acknowledgements that could not be sent, and messages popped from their
@@ -36,6 +39,7 @@ from typing import Any
 
 import redis.exceptions
 from celery import bootsteps
+from celery.concurrency.asynpool import AsynPool
 from kombu.message import Message
 from kombu.transport import redis as redis_transport
 
@@ -172,6 +176,16 @@ def _consumer_step_close(original: Any) -> Any:
     return close
 
 
+def _track_child_process(original: Any) -> Any:
+    def track(self: Any, proc: Any, hub: Any) -> Any:
+        if getattr(proc, "_sentinel_poll", 0) is None:
+            hub.call_soon(self.maintain_pool)
+            return None
+        return original(self, proc, hub)
+
+    return track
+
+
 def install() -> None:
     """Patch kombu's Redis channel and QoS, and Celery's consumer steps. Idempotent."""
     patch(redis_transport.Channel, "_connparams", _connparams)
@@ -182,3 +196,4 @@ def install() -> None:
     patch(qos, "restore_unacked", _restore_or_leave)
     patch(qos, "append", _append)
     patch(bootsteps.ConsumerStep, "_close", _consumer_step_close)
+    patch(AsynPool, "_track_child_process", _track_child_process)
