@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import Stack
-from tests.reliability.test_outages import PATIENT_LIMITS, unfinished
+from tests.reliability.test_outages import PRODUCTION_TIMINGS, unfinished
 from worker import contract
 
 pytestmark = pytest.mark.reliability
@@ -28,7 +28,7 @@ def test_ten_redis_restarts_worker_keeps_consuming_and_every_article_is_done_onc
 ) -> None:
     total, late = 1500, 20
     stack.add_articles(total + late)
-    env = stack.env(BROKER_VISIBILITY_TIMEOUT="900", **PATIENT_LIMITS)
+    env = stack.env(**PRODUCTION_TIMINGS)
     with stack.client() as app, stack.worker(env, cluster_steps=True) as worker:
         for article_id in range(1, total + 1):
             app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})
