@@ -178,6 +178,8 @@ def _consumer_step_close(original: Any) -> Any:
 
 def _track_child_process(original: Any) -> Any:
     def track(self: Any, proc: Any, hub: Any) -> Any:
+        # `_untrack_child_process` sets the sentinel to None once the exit was handled; the
+        # process is gone, so there is nothing to watch: let the pool replace it.
         if getattr(proc, "_sentinel_poll", 0) is None:
             hub.call_soon(self.maintain_pool)
             return None
@@ -187,7 +189,7 @@ def _track_child_process(original: Any) -> Any:
 
 
 def install() -> None:
-    """Patch kombu's Redis channel and QoS, and Celery's consumer steps. Idempotent."""
+    """Patch kombu's Redis channel and QoS, Celery's consumer steps and prefork pool. Idempotent."""
     patch(redis_transport.Channel, "_connparams", _connparams)
     qos = redis_transport.QoS
     patch(qos, "ack", _as_connection_error, _settling)
