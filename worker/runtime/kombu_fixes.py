@@ -69,6 +69,12 @@ def unrecorded(qos: Any) -> list[Message]:
     return messages
 
 
+def task_id(message: Message) -> str:
+    """The Celery task id a message carries, for log lines."""
+    headers = getattr(message, "headers", None) or {}
+    return str(headers.get("id") or message.delivery_tag)
+
+
 def patch(owner: type, name: str, *wrappers: Callable[[Any], Any]) -> None:
     """Wrap `owner.name` in `wrappers`, innermost first, once."""
     original = getattr(owner, name)
@@ -156,6 +162,11 @@ def _append(original: Any) -> Any:
             return original(self, message, delivery_tag)
         except self.channel.connection_errors:
             unrecorded(self).append(message)
+            log.warning(
+                "task %s left its queue but could not be recorded as unacknowledged; "
+                "it is put back when the worker reconnects",
+                task_id(message),
+            )
             raise
 
     return append

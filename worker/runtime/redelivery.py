@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -34,7 +34,7 @@ from celery.worker import state
 from kombu import Connection
 from kombu.transport import redis as redis_transport
 
-from worker.runtime.kombu_fixes import patch, unrecorded, unsettled
+from worker.runtime.kombu_fixes import patch, task_id, unrecorded, unsettled
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ _active = False  # the consumer step is running: closing a channel orphans its m
 class Settled:
     """What one pass did: messages returned to their queue, acks sent, messages left running."""
 
-    returned: int = 0
-    acknowledged: int = 0
+    returned: list[str] = field(default_factory=list)  # task ids
+    acknowledged: list[str] = field(default_factory=list)
     running: int = 0
 
 
@@ -105,23 +105,22 @@ def _settle_one(qos: Any, channel: Any, running: set[str], done: Settled) -> Non
     qos._flush()
     failed_acks = unsettled(qos)
     with channel.conn_or_acquire() as client:
-        for tag in list(qos._delivered):
+        for tag, message in list(qos._delivered.items()):
             if tag in running:
                 done.running += 1
                 continue
             if tag in failed_acks:
                 channel.qos._remove_from_indices(tag, client.pipeline()).execute()
-                done.acknowledged += 1
+                done.acknowledged.append(task_id(message))
             else:
                 channel.qos.restore_by_tag(tag, client=client)
-                done.returned += 1
+                done.returned.append(task_id(message))
             qos._delivered.pop(tag, None)
             failed_acks.discard(tag)
         lost = unrecorded(qos)
         while lost:
             _push_back(channel, client, lost[0])
-            lost.pop(0)
-            done.returned += 1
+            done.returned.append(task_id(lost.pop(0)))
 
 
 def _push_back(channel: Any, client: Any, message: Any) -> None:
@@ -145,8 +144,8 @@ def _settle_logged(connection: Connection | None, when: str) -> None:
         return
     if done.returned or done.acknowledged:
         log.warning(
-            "%s: %d message(s) of the lost broker connection returned to their queue, "
-            "%d acknowledgement(s) sent, %d task(s) still running",
+            "%s: messages of the lost broker connection: returned to their queue %s, "
+            "acknowledged %s, %d task(s) still running",
             when,
             done.returned,
             done.acknowledged,
