@@ -1,4 +1,5 @@
-"""Servers that go away: PostgreSQL stopped mid-run, Redis restarted mid-run, beat with Redis down.
+"""Servers that go away: PostgreSQL stopped mid-run, Redis restarted mid-run, the result store
+down as tasks start, beat with Redis down.
 Each uses this test's private server, so stopping it disturbs nobody else.
 """
 
