@@ -92,6 +92,7 @@ def _produce_after_restart(stack: Stack, article_id: int) -> dict[str, Any]:
 PRODUCTION_TIMINGS = {
     "TASK_SOFT_TIME_LIMIT": "60",
     "TASK_TIME_LIMIT": "90",
+    "CLAIM_LEASE_SECONDS": "150",
     "BROKER_VISIBILITY_TIMEOUT": "900",
 }
 
