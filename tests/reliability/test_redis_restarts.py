@@ -48,12 +48,16 @@ def test_ten_redis_restarts_worker_keeps_consuming_and_every_article_is_done_onc
                 fresh.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})
         # Every message consumed and acknowledged: nothing waits for the 900 s visibility timeout.
         redis = stack.redis.client()
+
+        def queued() -> int:
+            return sum(int(redis.llen(queue)) for queue in contract.WORK_QUEUES)
+
         stack.wait_for(
-            lambda: (redis.llen(contract.QUEUE), redis.hlen("unacked")) == (0, 0),
+            lambda: (queued(), redis.hlen("unacked")) == (0, 0),
             420,
             "every message consumed and acknowledged",
             1,
-            lambda: f"queue {redis.llen(contract.QUEUE)}, unacked {redis.hgetall('unacked')}",
+            lambda: f"queued {queued()}, unacked {redis.hgetall('unacked')}",
         )
         stack.wait_for(lambda: "processing" not in stack.counts(), 60, "the last tasks to end")
         recovered = time.monotonic() - last_restart
