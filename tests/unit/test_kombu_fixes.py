@@ -1,6 +1,7 @@
 """The kombu and Celery internals the broker-restart fixes patch exist in the installed versions.
 
-The fixes wrap private methods (worker/kombu_fixes.py, worker/redelivery.py); the versions are
+The fixes wrap private methods (worker/runtime/kombu_fixes.py, redelivery.py, started_state.py);
+the versions are
 pinned to the range they were verified with, and this fails loudly if an upgrade moves them.
 """
 
