@@ -1,8 +1,8 @@
 """The kombu and Celery internals the broker-restart fixes patch exist in the installed versions.
 
 The fixes wrap private methods (worker/runtime/kombu_fixes.py, redelivery.py, started_state.py);
-the versions are
-pinned to the range they were verified with, and this fails loudly if an upgrade moves them.
+the versions are pinned to the range they were verified with, and this fails loudly if an upgrade
+moves them.
 """
 
 from __future__ import annotations
