@@ -1,4 +1,5 @@
-"""Servers that go away: PostgreSQL stopped mid-run, Redis restarted mid-run, beat with Redis down.
+"""Servers that go away: PostgreSQL stopped mid-run, Redis restarted mid-run, the result store
+down as tasks start, beat with Redis down.
 Each uses this test's private server, so stopping it disturbs nobody else.
 """
 
@@ -16,6 +17,7 @@ from celery import Celery
 from articles_client import contract
 from tests.reliability.conftest import Stack
 from tests.support.processes import ROOT
+from tests.support.servers import private_redis
 
 pytestmark = pytest.mark.reliability
 
@@ -84,7 +86,18 @@ def _produce_after_restart(stack: Stack, article_id: int) -> dict[str, Any]:
     raise AssertionError(f"publishing after the restart kept failing: {tries}")
 
 
-def _unfinished(stack: Stack) -> str:
+# Broker and result-store outages, timed like production: a task may wait out the result store's
+# retries (about 3 s per store) well inside its limits (production: 300/360 s), and nothing the
+# worker held may wait for the visibility timeout (production: 900 s) to come back.
+PRODUCTION_TIMINGS = {
+    "TASK_SOFT_TIME_LIMIT": "60",
+    "TASK_TIME_LIMIT": "90",
+    "CLAIM_LEASE_SECONDS": "150",
+    "BROKER_VISIBILITY_TIMEOUT": "900",
+}
+
+
+def unfinished(stack: Stack) -> str:
     rows = stack.sql("SELECT id, status, attempts FROM articles WHERE status <> 'done' ORDER BY id")
     return "not done: " + ", ".join(f"{r['id']} {r['status']} ({r['attempts']})" for r in rows)
 
@@ -92,7 +105,10 @@ def _unfinished(stack: Stack) -> str:
 def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: Stack) -> None:
     total = 400
     stack.add_articles(total + 2)
-    with stack.client() as app, stack.worker() as worker:
+    # The production visibility timeout: what the worker held when the connection died must come
+    # back when it reconnects (worker/runtime/redelivery.py), not after 900 s.
+    env = stack.env(**PRODUCTION_TIMINGS)
+    with stack.client() as app, stack.worker(env) as worker:
         jobs = [
             app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i})
             for i in range(1, total + 1)
@@ -103,7 +119,7 @@ def test_redis_restarted_mid_run_worker_reconnects_and_nothing_is_lost(stack: St
         stack.redis.start()
         up = _produce_after_restart(stack, total + 2)
         recovered = stack.wait_for(
-            stack.all_done(total + 1), 90, "every article done", detail=lambda: _unfinished(stack)
+            stack.all_done(total + 1), 180, "every article done", detail=lambda: unfinished(stack)
         )
         # Results are best effort while Redis is away: a task that finishes during the outage
         # may be unable to store its result or be acknowledged, and its result can stay stale.
@@ -151,3 +167,21 @@ def test_beat_survives_redis_down_and_resumes_publishing(stack: Stack) -> None:
         log = beat.log()
     print(f"\nbeat kept running through a 5 s Redis outage; published again {resumed:.1f}s after")
     assert "Couldn't apply scheduled task" in log  # ticks during the outage: logged, dropped
+
+
+def test_result_store_down_when_a_task_starts_the_task_still_runs(stack: Stack) -> None:
+    """With task_track_started a task stores STARTED before its body runs. Celery failed a task
+    whose STARTED could not be stored and acknowledged its message: the job was lost unrun."""
+    total = 4
+    stack.add_articles(total)
+    with private_redis() as results:
+        results.stop()
+        env = stack.env(CELERY_RESULT_BACKEND=results.url(), **PRODUCTION_TIMINGS)
+        with stack.client() as app, stack.worker(env) as worker:
+            for article_id in range(1, total + 1):
+                app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})
+            took = stack.wait_for(stack.all_done(total), 120, "every article done")
+            log = worker.log()
+    print(f"\nresult store down: all {total} articles done in {took:.1f}s")
+    assert log.count("could not record that task") >= total
+    assert stack.times_processed() == {1: total}

@@ -95,13 +95,16 @@ def celery_worker(
     extra_args: tuple[str, ...] = (),
     ready_timeout: float = 60,
     cwd: Path = ROOT,
+    cluster_steps: bool = False,
 ) -> Iterator[Proc]:
-    """Run `celery -A worker worker` until the block ends; yields once it reports ready."""
+    """Run `celery -A worker worker` until the block ends; yields once it reports ready.
+
+    Heartbeat, mingle and gossip are off unless `cluster_steps` (as a user's worker runs them)."""
     node = name or f"w{uuid.uuid4().hex[:6]}"
+    quiet = () if cluster_steps else ("--without-heartbeat", "--without-mingle", "--without-gossip")
     args = [
         CELERY, "-A", "worker", "worker", "-l", "info", "-P", pool, "-c", str(concurrency),
-        "-n", f"{node}@%h", "--without-heartbeat", "--without-mingle", "--without-gossip",
-        *extra_args,
+        "-n", f"{node}@%h", *quiet, *extra_args,
     ]  # fmt: skip
     proc = spawn(args, env, log_dir, node, cwd)
     try:

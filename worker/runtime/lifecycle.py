@@ -21,13 +21,24 @@ from celery.signals import (
 )
 
 from articles_client.errors import ConfigurationError, UnsupportedPool
-from worker.runtime import async_tasks, bridge, embedded, eviction, kombu_fixes
+from worker.runtime import (
+    async_tasks,
+    bridge,
+    embedded,
+    eviction,
+    kombu_fixes,
+    redelivery,
+    started_state,
+)
+from worker.runtime.app import app
 from worker.runtime.deadletters.factory import store_location
 from worker.runtime.settings import get_settings, mask_url
 
 log = logging.getLogger(__name__)
 
 kombu_fixes.install()
+redelivery.install(app)
+started_state.install()
 
 
 @worker_init.connect
