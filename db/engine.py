@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
@@ -13,13 +15,43 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+APPLICATION_NAME = "articles-worker"
 
-def _connect_args(url: str) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine talks to PostgreSQL (ignored for SQLite).
+
+    `pgbouncer`: the URL points at PgBouncer in transaction (or statement) pooling mode, where
+    consecutive transactions of one client may run on different server connections.
+    """
+
+    pgbouncer: bool = False
+
+
+def _statement_name() -> str:
+    # Unique per statement: behind PgBouncer, a server connection may already hold a statement
+    # prepared by another client under asyncpg's default, per-connection counter name.
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def _connect_args(url: str, options: EngineOptions) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Writers queue on SQLite's lock instead of failing at once with "database is locked".
         return {"timeout": 30}
-    # Identify our connections in pg_stat_activity; keep asyncpg's statement cache.
-    return {"server_settings": {"application_name": "articles-worker"}}
+    # Identify our connections in pg_stat_activity (PgBouncer forwards application_name).
+    args: dict[str, Any] = {"server_settings": {"application_name": APPLICATION_NAME}}
+    if options.pgbouncer:
+        # SQLAlchemy's recipe for PgBouncer (asyncpg dialect docs, "Prepared Statement Name with
+        # PGBouncer"): no statement cache in asyncpg or in the dialect, since a cached statement
+        # lives on a server connection the next transaction may not get, and unique names, since
+        # PgBouncer before 1.21 hands prepared statements of one client to another.
+        args.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=_statement_name,
+        )
+    return args
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -33,13 +65,16 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.close()
 
 
-def make_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
+def make_engine(
+    url: str, *, pool_size: int | None = None, options: EngineOptions | None = None
+) -> AsyncEngine:
     """Create an engine: `NullPool` when `pool_size` is None, else a pre-pinged pool of that size.
 
     A pooled engine is bound to the event loop its connections were opened on; only the `loop`
     bridge, which owns one loop for the process's lifetime, passes a pool size.
     """
-    kwargs: dict[str, Any] = {"connect_args": _connect_args(url)}
+    options = options or EngineOptions()
+    kwargs: dict[str, Any] = {"connect_args": _connect_args(url, options)}
     if pool_size is None:
         kwargs["poolclass"] = NullPool
     else:

@@ -159,7 +159,7 @@ def in_db(fn: Callable[..., Any], **kwargs: Any) -> Any:
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from db.migrate import upgrade
 
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, pgbouncer=settings.database_pgbouncer)
     out.print(f"database {mask_url(settings.database_url)} is at the latest migration")
     return 0
 

@@ -42,7 +42,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from articles_client.errors import NestedBridgeCall, UnsupportedPool
-from db.engine import make_engine, make_sessionmaker
+from db.engine import EngineOptions, make_engine, make_sessionmaker
 from db.errors import translate_errors
 from worker.runtime import lifespan
 from worker.runtime.settings import get_settings
@@ -199,9 +199,11 @@ class NullPoolBridge:
 
     name = "nullpool"
 
-    def __init__(self, database_url: str, cancel_timeout: float) -> None:
+    def __init__(
+        self, database_url: str, cancel_timeout: float, options: EngineOptions | None = None
+    ) -> None:
         # A NullPool engine holds no connections, so one engine may serve many loops.
-        self._engine = make_engine(database_url)
+        self._engine = make_engine(database_url, options=options)
         self._maker = make_sessionmaker(self._engine)
         self._timeout = cancel_timeout
 
@@ -277,7 +279,13 @@ class LoopBridge:
 
     name = "loop"
 
-    def __init__(self, database_url: str, cancel_timeout: float, pool_size: int) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        cancel_timeout: float,
+        pool_size: int,
+        options: EngineOptions | None = None,
+    ) -> None:
         self._timeout = cancel_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -285,7 +293,7 @@ class LoopBridge:
         )
         self._thread.start()
         # Connections are opened lazily, on the loop, by the first calls.
-        self._engine = make_engine(database_url, pool_size=pool_size)
+        self._engine = make_engine(database_url, pool_size=pool_size, options=options)
         self._maker = make_sessionmaker(self._engine)
         self._resources = lifespan.Resources()
         self._closed = False
@@ -407,9 +415,18 @@ def get_bridge() -> Bridge:
 def _create() -> Bridge:
     refuse_green_threads()
     settings = get_settings()
+    options = engine_options()
     if settings.async_bridge == "loop":
-        return LoopBridge(settings.database_url, settings.bridge_cancel_timeout, _pool_size)
-    return NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout)
+        return LoopBridge(
+            settings.database_url, settings.bridge_cancel_timeout, _pool_size, options
+        )
+    return NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout, options)
+
+
+def engine_options() -> EngineOptions:
+    """The engine options the settings ask for (PgBouncer mode)."""
+    settings = get_settings()
+    return EngineOptions(pgbouncer=settings.database_pgbouncer)
 
 
 def forget_inherited() -> None:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     celery_broker_url: str = Field(default="", validation_alias="CELERY_BROKER_URL")
     celery_result_backend: str = Field(default="", validation_alias="CELERY_RESULT_BACKEND")
     async_bridge: BridgeName = Field(default="nullpool", validation_alias="ASYNC_BRIDGE")
+    # DATABASE_URL points at PgBouncer in transaction pooling mode: asyncpg's statement caches
+    # go off and prepared statements get unique names (see db/engine.py).
+    database_pgbouncer: bool = Field(default=False, validation_alias="DATABASE_PGBOUNCER")
 
     # Time limits apply to every task; the pipeline works in batches well inside them.
     task_soft_time_limit: float = Field(default=300, gt=0, validation_alias="TASK_SOFT_TIME_LIMIT")
@@ -153,6 +156,8 @@ class Settings(BaseSettings):
             self.celery_result_backend = f"db+sqlite:///{(VAR_DIR / 'results.db').resolve()}"
         if not self.outbox_database_url:
             self.outbox_database_url = self.database_url
+        if self.database_pgbouncer and self.embedded:
+            raise ValueError("DATABASE_PGBOUNCER needs a postgresql+asyncpg DATABASE_URL")
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
         if self.visibility_timeout <= self.task_time_limit:
