@@ -27,6 +27,20 @@ class EngineOptions:
     """
 
     pgbouncer: bool = False
+    # Session limits in milliseconds, 0 for none: statement_timeout, lock_timeout and
+    # idle_in_transaction_session_timeout.
+    statement_timeout_ms: int = 0
+    lock_timeout_ms: int = 0
+    idle_in_transaction_timeout_ms: int = 0
+
+    def limits(self) -> dict[str, str]:
+        """The PostgreSQL settings to apply, by name (only those that are on)."""
+        values = {
+            "statement_timeout": self.statement_timeout_ms,
+            "lock_timeout": self.lock_timeout_ms,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_ms,
+        }
+        return {name: str(ms) for name, ms in values.items() if ms > 0}
 
 
 def _statement_name() -> str:
@@ -40,7 +54,12 @@ def _connect_args(url: str, options: EngineOptions) -> dict[str, Any]:
         # Writers queue on SQLite's lock instead of failing at once with "database is locked".
         return {"timeout": 30}
     # Identify our connections in pg_stat_activity (PgBouncer forwards application_name).
-    args: dict[str, Any] = {"server_settings": {"application_name": APPLICATION_NAME}}
+    server_settings = {"application_name": APPLICATION_NAME}
+    if not options.pgbouncer:
+        # Directly connected, the limits are startup parameters: free, and they cover every
+        # statement. PgBouncer refuses unknown startup parameters (see _set_local_limits).
+        server_settings.update(options.limits())
+    args: dict[str, Any] = {"server_settings": server_settings}
     if options.pgbouncer:
         # SQLAlchemy's recipe for PgBouncer (asyncpg dialect docs, "Prepared Statement Name with
         # PGBouncer"): no statement cache in asyncpg or in the dialect, since a cached statement
@@ -63,6 +82,23 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+def _set_local_limits(engine: AsyncEngine, limits: dict[str, str]) -> None:
+    """Apply the limits with SET LOCAL semantics at the start of every transaction.
+
+    Behind PgBouncer in transaction mode a session-level SET would stay on the server connection
+    for its next, unrelated client, and startup parameters other than a few are refused. A
+    transaction-local setting ends with the transaction, on whatever server connection it ran.
+    It costs one statement per transaction, so it is used only behind PgBouncer.
+    """
+    statement = "SELECT " + ", ".join(
+        f"set_config('{name}', '{value}', true)" for name, value in limits.items()
+    )
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
 
 
 def make_engine(
@@ -88,6 +124,8 @@ def make_engine(
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _sqlite_pragmas(engine)
+    elif options.pgbouncer and options.limits():
+        _set_local_limits(engine, options.limits())
     return engine
 
 

@@ -39,15 +39,9 @@ BRIDGES = ("nullpool", "loop")
 BAD = ("Traceback", "ERROR", " retry in ", " failed in ", "prepared statement")
 
 
-# The README's recommended PgBouncer settings: without them, every prepared statement of a
-# `nullpool` connection stays on the server connection that ran it (measured: 2,085 left on one
-# server connection after 2,000 sessions), until PgBouncer's server_lifetime closes it.
-RECOMMENDED = "server_reset_query = DEALLOCATE ALL\nserver_reset_query_always = 1\n"
-
-
 @pytest.fixture(scope="module")
 def pgbouncer() -> Iterator[PrivatePgBouncer]:
-    with private_pgbouncer(pool_size=2, extra_config=RECOMMENDED) as server:
+    with private_pgbouncer(pool_size=2) as server:
         yield server
 
 

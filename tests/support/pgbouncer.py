@@ -21,6 +21,10 @@ from pathlib import Path
 from tests.support.servers import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+# The README's recommended settings: without them, every prepared statement of a `nullpool`
+# connection stays on the server connection that ran it (measured: 2,085 left on one server
+# connection after 2,000 sessions), until PgBouncer's server_lifetime closes it.
+RECOMMENDED = "server_reset_query = DEALLOCATE ALL\nserver_reset_query_always = 1\n"
 
 
 class PrivatePgBouncer:
@@ -111,7 +115,9 @@ class PrivatePgBouncer:
 
 
 @contextlib.contextmanager
-def private_pgbouncer(*, pool_size: int = 3, extra_config: str = "") -> Iterator[PrivatePgBouncer]:
+def private_pgbouncer(
+    *, pool_size: int = 3, extra_config: str = RECOMMENDED
+) -> Iterator[PrivatePgBouncer]:
     server = PrivatePgBouncer(pool_size=pool_size, extra_config=extra_config)
     try:
         server.start()

@@ -424,9 +424,14 @@ def _create() -> Bridge:
 
 
 def engine_options() -> EngineOptions:
-    """The engine options the settings ask for (PgBouncer mode)."""
+    """The engine options the settings ask for: PgBouncer mode and the session limits."""
     settings = get_settings()
-    return EngineOptions(pgbouncer=settings.database_pgbouncer)
+    return EngineOptions(
+        pgbouncer=settings.database_pgbouncer,
+        statement_timeout_ms=round(settings.database_statement_timeout * 1000),
+        lock_timeout_ms=round(settings.database_lock_timeout * 1000),
+        idle_in_transaction_timeout_ms=round(settings.database_idle_in_transaction_timeout * 1000),
+    )
 
 
 def forget_inherited() -> None:

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     # DATABASE_URL points at PgBouncer in transaction pooling mode: asyncpg's statement caches
     # go off and prepared statements get unique names (see db/engine.py).
     database_pgbouncer: bool = Field(default=False, validation_alias="DATABASE_PGBOUNCER")
+    # Per-session PostgreSQL limits, in seconds (0: none). A statement or lock wait that hits
+    # them fails with a TransientError and the task retries, instead of hanging until the hard
+    # time limit kills its process. Idle-in-transaction ends sessions a stuck client left open.
+    database_statement_timeout: float = Field(
+        default=60, ge=0, validation_alias="DATABASE_STATEMENT_TIMEOUT"
+    )
+    database_lock_timeout: float = Field(default=10, ge=0, validation_alias="DATABASE_LOCK_TIMEOUT")
+    database_idle_in_transaction_timeout: float = Field(
+        default=60, ge=0, validation_alias="DATABASE_IDLE_IN_TRANSACTION_TIMEOUT"
+    )
 
     # Time limits apply to every task; the pipeline works in batches well inside them.
     task_soft_time_limit: float = Field(default=300, gt=0, validation_alias="TASK_SOFT_TIME_LIMIT")
