@@ -15,15 +15,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client import contract
+from articles_client.errors import TransientError
 from db.engine import EngineOptions
 from tests.integration.helpers import add_articles, sql
 from tests.reliability.conftest import RowLock
 from tests.support.env import DATABASE_URL, DB_NAME, service_env
 from tests.support.pgbouncer import PrivatePgBouncer, private_pgbouncer
 from tests.support.processes import celery_worker
-from worker import bridge, contract
-from worker.celery_app import app
-from worker.errors import TransientError
+from worker.runtime import bridge
+from worker.runtime.app import app
 
 pytestmark = pytest.mark.acceptance
 

@@ -20,14 +20,14 @@ from typing import Any
 import asyncpg
 import pytest
 
+from articles_client import contract
 from tests.acceptance.test_worker_pipeline import body_for
 from tests.integration.helpers import add_articles, sql
 from tests.support.env import DB_NAME, service_env
 from tests.support.pgbouncer import PrivatePgBouncer, private_pgbouncer
 from tests.support.processes import Proc, celery_worker
-from worker import contract
-from worker.celery_app import app
 from worker.producer import enqueue_ingest, enqueue_pipeline_run
+from worker.runtime.app import app
 
 pytestmark = [
     pytest.mark.acceptance,
