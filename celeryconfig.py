@@ -55,6 +55,9 @@ broker_connection_retry_on_startup = True
 # with their raw body before Celery drops them.
 worker_consumer = "worker.runtime.deadletters.consumer:DeadLetteringConsumer"
 broker_connection_max_retries = None
+# Recycling prefork children bounds slow leaks in task code (None: never, Celery's default).
+worker_max_tasks_per_child = _settings.worker_max_tasks_per_child or None
+worker_max_memory_per_child = _settings.worker_max_memory_per_child or None
 
 _redis_options: dict[str, Any] = {
     "visibility_timeout": _settings.visibility_timeout,

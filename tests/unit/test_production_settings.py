@@ -48,3 +48,16 @@ def test_pgbouncer_flag_needs_postgresql(environ: pytest.MonkeyPatch) -> None:
         environ, DATABASE_URL="sqlite+aiosqlite:///x.db", DATABASE_PGBOUNCER="true"
     )
     assert "DATABASE_PGBOUNCER needs a postgresql+asyncpg DATABASE_URL" in message
+
+
+@pytest.mark.parametrize("variable", ["WORKER_MAX_TASKS_PER_CHILD", "WORKER_MAX_MEMORY_PER_CHILD"])
+def test_recycling_limits_name_the_variable(environ: pytest.MonkeyPatch, variable: str) -> None:
+    assert f"{variable}: " in load_error(environ, **{variable: "-1"})
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["DATABASE_STATEMENT_TIMEOUT", "DATABASE_LOCK_TIMEOUT", "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT"],
+)
+def test_database_limits_name_the_variable(environ: pytest.MonkeyPatch, variable: str) -> None:
+    assert f"{variable}: " in load_error(environ, **{variable: "soon"})

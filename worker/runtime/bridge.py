@@ -452,13 +452,15 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def shutdown() -> None:
-    """Close this process's bridge, if it has one."""
+def shutdown() -> bool:
+    """Close this process's bridge, if it has one; True if it had one."""
     global _state
     with _lock:
         state, _state = _state, None
     if state is not None and state[0] == os.getpid():
         state[1].close()
+        return True
+    return False
 
 
 def run_in_session(fn: SessionFn[T]) -> T:

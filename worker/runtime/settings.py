@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         default=30, gt=0, validation_alias="BROKER_UNACKED_RESTORE_INTERVAL"
     )
     result_expires: int = Field(default=86400, gt=0, validation_alias="RESULT_EXPIRES")
+    # Prefork children are replaced after this many tasks, or once their resident memory passes
+    # this many KiB after a task (0: never). A replaced child closes its bridge on the way out.
+    worker_max_tasks_per_child: int = Field(
+        default=0, ge=0, validation_alias="WORKER_MAX_TASKS_PER_CHILD"
+    )
+    worker_max_memory_per_child: int = Field(
+        default=0, ge=0, validation_alias="WORKER_MAX_MEMORY_PER_CHILD"
+    )
 
     # Transient errors retry until this many seconds after the job's first attempt.
     task_retry_deadline_seconds: float = Field(
