@@ -100,10 +100,10 @@ def _after_fork(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _process_shutdown(pid: int | None = None, exitcode: int | None = None, **_: Any) -> None:
+def _process_shutdown(pid: int | None = None, **_: Any) -> None:
     # A prefork child leaving: recycled (max tasks / max memory) or at worker shutdown.
     if bridge.shutdown():
-        log.info("pool process %s exiting (code %s): database connections closed", pid, exitcode)
+        log.info("pool process %s exiting: database connections closed", pid)
 
 
 @worker_shutdown.connect

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # Extra task modules to load in the worker, comma separated (your own tasks, test helpers).
     extra_task_modules: str = Field(default="", validation_alias="EXTRA_TASK_MODULES")
 
+    # "json": one JSON object per log line (worker, beat, the `articles` command); "text" is
+    # for people reading a terminal.
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+
     flower_basic_auth: str = Field(default="", validation_alias="FLOWER_BASIC_AUTH")
     # Seconds the bridge waits for a cancelled coroutine to roll back before giving up on it.
     bridge_cancel_timeout: float = Field(default=10, gt=0, validation_alias="BRIDGE_CANCEL_TIMEOUT")
