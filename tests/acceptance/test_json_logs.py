@@ -5,6 +5,8 @@ bridge's loop thread included). Text stays the default."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +64,13 @@ def test_worker_logs_json_with_task_name_and_id(
         with pytest.raises(Exception, match="article_id"):
             bad.get(timeout=60)
     finally:
-        worker.stop()
+        # SIGTERM to the main process only, as `docker stop` does (Proc.stop signals the whole
+        # group, and children dying mid-line from it would interleave their output).
+        os.kill(worker.pid, signal.SIGTERM)
+        try:
+            worker.popen.wait(timeout=30)
+        finally:
+            worker.stop()
     records = json_lines(worker.log())
 
     outcome = [r for r in records if r["logger"] == "worker.tasks" and r["task_id"] == sent.id]
