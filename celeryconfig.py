@@ -117,6 +117,8 @@ include = [
 ]
 
 beat_schedule_filename = str(VAR_DIR / "celerybeat-schedule")
+# Exactly one beat publishes: the others stand by on a Redis lease (worker/runtime/beatlock.py).
+beat_scheduler = "worker.runtime.beatlock:LockedScheduler"
 beat_schedule = {
     "run-pipeline": {
         "task": contract.RUN_PIPELINE,

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=5, ge=1, validation_alias="MAX_ATTEMPTS")
 
+    # The beat lease: a beat that dies is replaced by a standby within this many seconds.
+    beat_lock_ttl: float = Field(default=30, ge=3, validation_alias="BEAT_LOCK_TTL")
+
     # Extra task modules to load in the worker, comma separated (your own tasks, test helpers).
     extra_task_modules: str = Field(default="", validation_alias="EXTRA_TASK_MODULES")
 
