@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from articles_client.errors import NestedBridgeCall, UnsupportedPool
 from db.engine import EngineOptions, make_engine, make_sessionmaker
 from db.errors import translate_errors
-from worker.runtime import lifespan
+from worker.runtime import lifespan, tracing
 from worker.runtime.settings import get_settings
 
 T = TypeVar("T")
@@ -416,11 +416,15 @@ def _create() -> Bridge:
     refuse_green_threads()
     settings = get_settings()
     options = engine_options()
+    created: LoopBridge | NullPoolBridge
     if settings.async_bridge == "loop":
-        return LoopBridge(
+        created = LoopBridge(
             settings.database_url, settings.bridge_cancel_timeout, _pool_size, options
         )
-    return NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout, options)
+    else:
+        created = NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout, options)
+    tracing.instrument_engine(created.engine)
+    return created
 
 
 def engine_options() -> EngineOptions:
