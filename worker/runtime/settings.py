@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=5, ge=1, validation_alias="MAX_ATTEMPTS")
 
+    # A file the worker touches every 10 s while its consumer runs, for a health check that
+    # reads its age instead of broadcasting a ping (empty: none).
+    worker_alive_file: str = Field(default="", validation_alias="WORKER_ALIVE_FILE")
     # The beat lease: a beat that dies is replaced by a standby within this many seconds.
     beat_lock_ttl: float = Field(default=30, ge=3, validation_alias="BEAT_LOCK_TTL")
 
