@@ -34,7 +34,8 @@ async def per_transaction_ms(url: str, pool_size: int | None, options: EngineOpt
             await session.execute(text("SELECT id, body FROM articles ORDER BY id LIMIT 1"))
             await session.execute(
                 text(
-                    "UPDATE articles SET summary = summary WHERE id = (SELECT min(id) FROM articles)"
+                    "UPDATE articles SET summary = summary "
+                    "WHERE id = (SELECT min(id) FROM articles)"
                 )
             )
             await session.commit()
