@@ -82,6 +82,9 @@ def test_caller_task_and_sql_spans_share_one_trace(
                 contract.PROCESS_ARTICLE, kwargs={"article_id": article_id}, queue=QUEUE
             )
         assert result.get(timeout=60)["status"] == "done"
+        # The task span ends after the result is stored; the batch processor prints it soon
+        # after (OTEL_BSP_SCHEDULE_DELAY). Stopping earlier could kill the child before that.
+        worker.wait_for_log(f'"name": "run/{contract.PROCESS_ARTICLE}"', timeout=30)
     spans = printed_spans(worker.log())
 
     ours = [s for s in spans if s["context"]["trace_id"] == trace_id]
