@@ -80,7 +80,7 @@ def test_worker_logs_json_with_task_name_and_id(
     assert "succeeded in" in outcome[0]["message"]
     failed = [r for r in records if r.get("task_id") == bad.id and r["level"] == "WARNING"]
     assert failed
-    assert "InvalidPayload" in failed[0]["message"]
+    assert any("invalid" in r["message"].lower() for r in failed), failed
     assert any(r["logger"] == "celery.apps.worker" and "ready." in r["message"] for r in records)
     # Outside a task there is no task field, and no trace id without tracing.
     assert all("task_id" not in r for r in records if r["logger"] == "celery.apps.worker")
