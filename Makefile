@@ -20,9 +20,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@if command -v docker-compose >/dev/null; then \
-		POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint \
+		POSTGRES_PASSWORD=lint APP_DB_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint \
 			docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
-		POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint RABBITMQ_PASSWORD=lint \
+		POSTGRES_PASSWORD=lint APP_DB_PASSWORD=lint REDIS_PASSWORD=lint FLOWER_BASIC_AUTH=lint:lint RABBITMQ_PASSWORD=lint \
 			docker-compose -f docker-compose.yml -f docker-compose.rabbitmq.yml config -q \
 			&& echo "docker-compose.rabbitmq.yml: valid"; \
 	else echo "docker-compose not installed: compose file not validated"; fi

@@ -55,6 +55,9 @@ broker_connection_retry_on_startup = True
 # with their raw body before Celery drops them.
 worker_consumer = "worker.runtime.deadletters.consumer:DeadLetteringConsumer"
 broker_connection_max_retries = None
+# Recycling prefork children bounds slow leaks in task code (None: never, Celery's default).
+worker_max_tasks_per_child = _settings.worker_max_tasks_per_child or None
+worker_max_memory_per_child = _settings.worker_max_memory_per_child or None
 
 _redis_options: dict[str, Any] = {
     "visibility_timeout": _settings.visibility_timeout,
@@ -114,6 +117,8 @@ include = [
 ]
 
 beat_schedule_filename = str(VAR_DIR / "celerybeat-schedule")
+# Exactly one beat publishes: the others stand by on a Redis lease (worker/runtime/beatlock.py).
+beat_scheduler = "worker.runtime.beatlock:LockedScheduler"
 beat_schedule = {
     "run-pipeline": {
         "task": contract.RUN_PIPELINE,

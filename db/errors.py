@@ -9,8 +9,11 @@ from sqlalchemy import exc as sa_exc
 
 from articles_client.errors import TransientError
 
-# SQLSTATEs worth retrying: serialization failure, deadlock, and the connection / shutdown classes.
-_TRANSIENT_SQLSTATES = ("40001", "40P01", "57P01", "57P02", "57P03", "53300")
+# SQLSTATEs worth retrying: serialization failure, deadlock, the connection / shutdown classes,
+# and the session limits firing (DATABASE_LOCK_TIMEOUT: lock_not_available; DATABASE_STATEMENT_
+# TIMEOUT: query_canceled), so a row held by someone else ends as a retry, not a task stuck until
+# its hard time limit.
+_TRANSIENT_SQLSTATES = ("40001", "40P01", "57P01", "57P02", "57P03", "53300", "55P03", "57014")
 _TRANSIENT_PREFIXES = ("08",)
 
 

@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from articles_client import outbox
-from db.engine import make_engine
+from db.engine import EngineOptions, make_engine
 from db.models import Base
 
 config = context.config
@@ -38,7 +38,9 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = make_engine(_url())
+    # Migrations run in one transaction, so they work through PgBouncer too, with its recipe.
+    options = EngineOptions(pgbouncer=bool(config.attributes.get("pgbouncer", False)))
+    engine = make_engine(_url(), options=options)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

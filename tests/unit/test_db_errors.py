@@ -38,7 +38,8 @@ def wrapped(cls: type[sa_exc.DBAPIError], sqlstate: str) -> sa_exc.DBAPIError:
         ("23514", False),  # check_violation
         ("42P01", False),  # undefined_table: a bug or a missing migration
         ("22021", False),  # character_not_in_repertoire: bad data
-        ("57014", False),  # query_canceled: our own cancellation, not a server hiccup
+        ("57014", True),  # query_canceled: statement_timeout fired
+        ("55P03", True),  # lock_not_available: lock_timeout fired
     ],
 )
 def test_sqlstate_classification(sqlstate: str, transient: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from articles_client.contract import IngestPayload
 from articles_client.errors import ArticlesError, ConfigurationError, TransientError
 from worker.cli import admin, backend, deadletters, jsonl, seed
 from worker.cli.failures import describe_failure, root_cause, user_errors
-from worker.runtime import bridge, embedded
+from worker.runtime import bridge, embedded, logformat
 from worker.runtime.settings import Settings, get_settings, mask_url
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -43,6 +44,7 @@ not inserted twice. Bad lines are reported on stderr and the good ones are still
 exit status is 1 if any line was bad.
 """
 
+cli_log = logging.getLogger("articles.cli")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -52,21 +54,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
+        if settings.log_format == "json":
+            _log_json()
         embedded.prepare_dirs(settings)
-        err.print(backend.banner(settings), soft_wrap=True)
+        _say(logging.INFO, backend.banner(settings))
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigurationError as exc:
-        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        _say(logging.ERROR, f"error: {exc}")
         return 2
     except user_errors() as exc:
-        err.print(f"error: {describe_failure(exc)}", soft_wrap=True, markup=False)
+        _say(logging.ERROR, f"error: {describe_failure(exc)}")
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say(logging.WARNING, "interrupted")
         return 130
     finally:
         bridge.shutdown()
+
+
+def _log_json() -> None:
+    """LOG_FORMAT=json: stderr carries JSON log lines; stdout keeps the command's output."""
+    handler = logging.StreamHandler(sys.stderr)
+    logformat.use_json([handler])
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)  # libraries' chatter (alembic's plugins) stays out
+    cli_log.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+
+def _say(level: int, text: str) -> None:
+    """A line for the operator on stderr: a log record in JSON mode, plain text otherwise."""
+    if logging.getLogger().handlers:
+        cli_log.log(level, text)
+    else:
+        err.print(text, soft_wrap=True, markup=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,7 +182,7 @@ def in_db(fn: Callable[..., Any], **kwargs: Any) -> Any:
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from db.migrate import upgrade
 
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, pgbouncer=settings.database_pgbouncer)
     out.print(f"database {mask_url(settings.database_url)} is at the latest migration")
     return 0
 
@@ -184,7 +207,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ArticlesError(f"cannot read {path}: {describe_failure(exc)}") from None
     for number, problem in parsed.errors:
-        err.print(f"{path}:{number}: {problem}", soft_wrap=True, markup=False)
+        _say(logging.ERROR, f"{path}:{number}: {problem}")
     inserted: admin.Inserted = in_db(admin.insert_articles, articles=parsed.articles)
     out.print(
         f"ingested {len(inserted.created)} new, {inserted.existing} already present, "
@@ -202,7 +225,7 @@ def cmd_enqueue_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     if not args.wait:
         _emit(args.json, {"task_id": result.id}, f"enqueued articles.run_pipeline {result.id}")
         return 0
-    err.print(f"enqueued articles.run_pipeline {result.id}")
+    _say(logging.INFO, f"enqueued articles.run_pipeline {result.id}")
     outcome = wait_for_run(result, timeout=args.timeout, console=err)
     outcome = {"task_id": result.id, **outcome}
     _emit(

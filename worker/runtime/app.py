@@ -11,3 +11,5 @@ from celery import Celery
 # Every task, a user's plain `@app.task` included, gets deadline retries and the poison check.
 app = Celery("articles", task_cls="worker.runtime.task_base:WorkerTask")
 app.config_from_object("worker.runtime.config")
+# The worker's health-check file (WORKER_ALIVE_FILE), touched from the consumer's loop.
+app.steps["consumer"].add("worker.runtime.alive:AliveFile")

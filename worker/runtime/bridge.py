@@ -42,9 +42,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from articles_client.errors import NestedBridgeCall, UnsupportedPool
-from db.engine import make_engine, make_sessionmaker
+from db.engine import EngineOptions, make_engine, make_sessionmaker
 from db.errors import translate_errors
-from worker.runtime import lifespan
+from worker.runtime import lifespan, tracing
 from worker.runtime.settings import get_settings
 
 T = TypeVar("T")
@@ -199,9 +199,11 @@ class NullPoolBridge:
 
     name = "nullpool"
 
-    def __init__(self, database_url: str, cancel_timeout: float) -> None:
+    def __init__(
+        self, database_url: str, cancel_timeout: float, options: EngineOptions | None = None
+    ) -> None:
         # A NullPool engine holds no connections, so one engine may serve many loops.
-        self._engine = make_engine(database_url)
+        self._engine = make_engine(database_url, options=options)
         self._maker = make_sessionmaker(self._engine)
         self._timeout = cancel_timeout
 
@@ -277,7 +279,13 @@ class LoopBridge:
 
     name = "loop"
 
-    def __init__(self, database_url: str, cancel_timeout: float, pool_size: int) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        cancel_timeout: float,
+        pool_size: int,
+        options: EngineOptions | None = None,
+    ) -> None:
         self._timeout = cancel_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -285,7 +293,7 @@ class LoopBridge:
         )
         self._thread.start()
         # Connections are opened lazily, on the loop, by the first calls.
-        self._engine = make_engine(database_url, pool_size=pool_size)
+        self._engine = make_engine(database_url, pool_size=pool_size, options=options)
         self._maker = make_sessionmaker(self._engine)
         self._resources = lifespan.Resources()
         self._closed = False
@@ -407,9 +415,27 @@ def get_bridge() -> Bridge:
 def _create() -> Bridge:
     refuse_green_threads()
     settings = get_settings()
+    options = engine_options()
+    created: LoopBridge | NullPoolBridge
     if settings.async_bridge == "loop":
-        return LoopBridge(settings.database_url, settings.bridge_cancel_timeout, _pool_size)
-    return NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout)
+        created = LoopBridge(
+            settings.database_url, settings.bridge_cancel_timeout, _pool_size, options
+        )
+    else:
+        created = NullPoolBridge(settings.database_url, settings.bridge_cancel_timeout, options)
+    tracing.instrument_engine(created.engine)
+    return created
+
+
+def engine_options() -> EngineOptions:
+    """The engine options the settings ask for: PgBouncer mode and the session limits."""
+    settings = get_settings()
+    return EngineOptions(
+        pgbouncer=settings.database_pgbouncer,
+        statement_timeout_ms=round(settings.database_statement_timeout * 1000),
+        lock_timeout_ms=round(settings.database_lock_timeout * 1000),
+        idle_in_transaction_timeout_ms=round(settings.database_idle_in_transaction_timeout * 1000),
+    )
 
 
 def forget_inherited() -> None:
@@ -430,13 +456,15 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def shutdown() -> None:
-    """Close this process's bridge, if it has one."""
+def shutdown() -> bool:
+    """Close this process's bridge, if it has one; True if it had one."""
     global _state
     with _lock:
         state, _state = _state, None
     if state is not None and state[0] == os.getpid():
         state[1].close()
+        return True
+    return False
 
 
 def run_in_session(fn: SessionFn[T]) -> T:

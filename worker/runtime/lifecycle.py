@@ -29,6 +29,7 @@ from worker.runtime import (
     kombu_fixes,
     redelivery,
     started_state,
+    tracing,
 )
 from worker.runtime.app import app
 from worker.runtime.deadletters.factory import store_location
@@ -57,6 +58,9 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
     bridge.configure_pool_size(concurrency if threaded else 1)
     # Only prefork enforces time limits; under the others the bridge is the only enforcer.
     async_tasks.celery_enforces_time_limits("prefork" in pool_name.lower())
+    if "prefork" not in pool_name.lower() and "billiard" not in pool_name.lower():
+        # solo and threads pools run tasks in this process; prefork children set up their own.
+        tracing.configure()
 
 
 @celeryd_after_setup.connect
@@ -97,17 +101,22 @@ def _announce(**_: Any) -> None:
 def _after_fork(**_: Any) -> None:
     # Cheap and non-blocking (Celery kills a child that takes over 4 s here): no connection yet.
     bridge.forget_inherited()
+    tracing.configure()
 
 
 @worker_process_shutdown.connect
-def _process_shutdown(**_: Any) -> None:
-    bridge.shutdown()
+def _process_shutdown(pid: int | None = None, **_: Any) -> None:
+    # A prefork child leaving: recycled (max tasks / max memory) or at worker shutdown.
+    if bridge.shutdown():
+        log.info("pool process %s exiting: database connections closed", pid)
+    tracing.shutdown()
 
 
 @worker_shutdown.connect
 def _worker_shutdown(**_: Any) -> None:
     # Under solo and threads pools the tasks ran in this process.
     bridge.shutdown()
+    tracing.shutdown()
 
 
 @beat_init.connect

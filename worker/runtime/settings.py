@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     celery_broker_url: str = Field(default="", validation_alias="CELERY_BROKER_URL")
     celery_result_backend: str = Field(default="", validation_alias="CELERY_RESULT_BACKEND")
     async_bridge: BridgeName = Field(default="nullpool", validation_alias="ASYNC_BRIDGE")
+    # DATABASE_URL points at PgBouncer in transaction pooling mode: asyncpg's statement caches
+    # go off and prepared statements get unique names (see db/engine.py).
+    database_pgbouncer: bool = Field(default=False, validation_alias="DATABASE_PGBOUNCER")
+    # Per-session PostgreSQL limits, in seconds (0: none). A statement or lock wait that hits
+    # them fails with a TransientError and the task retries, instead of hanging until the hard
+    # time limit kills its process. Idle-in-transaction ends sessions a stuck client left open.
+    database_statement_timeout: float = Field(
+        default=60, ge=0, validation_alias="DATABASE_STATEMENT_TIMEOUT"
+    )
+    database_lock_timeout: float = Field(default=10, ge=0, validation_alias="DATABASE_LOCK_TIMEOUT")
+    database_idle_in_transaction_timeout: float = Field(
+        default=60, ge=0, validation_alias="DATABASE_IDLE_IN_TRANSACTION_TIMEOUT"
+    )
 
     # Time limits apply to every task; the pipeline works in batches well inside them.
     task_soft_time_limit: float = Field(default=300, gt=0, validation_alias="TASK_SOFT_TIME_LIMIT")
@@ -48,6 +61,14 @@ class Settings(BaseSettings):
         default=30, gt=0, validation_alias="BROKER_UNACKED_RESTORE_INTERVAL"
     )
     result_expires: int = Field(default=86400, gt=0, validation_alias="RESULT_EXPIRES")
+    # Prefork children are replaced after this many tasks, or once their resident memory passes
+    # this many KiB after a task (0: never). A replaced child closes its bridge on the way out.
+    worker_max_tasks_per_child: int = Field(
+        default=0, ge=0, validation_alias="WORKER_MAX_TASKS_PER_CHILD"
+    )
+    worker_max_memory_per_child: int = Field(
+        default=0, ge=0, validation_alias="WORKER_MAX_MEMORY_PER_CHILD"
+    )
 
     # Transient errors retry until this many seconds after the job's first attempt.
     task_retry_deadline_seconds: float = Field(
@@ -89,8 +110,18 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=5, ge=1, validation_alias="MAX_ATTEMPTS")
 
+    # A file the worker touches every 10 s while its consumer runs, for a health check that
+    # reads its age instead of broadcasting a ping (empty: none).
+    worker_alive_file: str = Field(default="", validation_alias="WORKER_ALIVE_FILE")
+    # The beat lease: a beat that dies is replaced by a standby within this many seconds.
+    beat_lock_ttl: float = Field(default=30, ge=3, validation_alias="BEAT_LOCK_TTL")
+
     # Extra task modules to load in the worker, comma separated (your own tasks, test helpers).
     extra_task_modules: str = Field(default="", validation_alias="EXTRA_TASK_MODULES")
+
+    # "json": one JSON object per log line (worker, beat, the `articles` command); "text" is
+    # for people reading a terminal.
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
 
     flower_basic_auth: str = Field(default="", validation_alias="FLOWER_BASIC_AUTH")
     # Seconds the bridge waits for a cancelled coroutine to roll back before giving up on it.
@@ -153,6 +184,8 @@ class Settings(BaseSettings):
             self.celery_result_backend = f"db+sqlite:///{(VAR_DIR / 'results.db').resolve()}"
         if not self.outbox_database_url:
             self.outbox_database_url = self.database_url
+        if self.database_pgbouncer and self.embedded:
+            raise ValueError("DATABASE_PGBOUNCER needs a postgresql+asyncpg DATABASE_URL")
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
         if self.visibility_timeout <= self.task_time_limit:

@@ -13,7 +13,11 @@ import logging
 import time
 from typing import Any
 
-from celery.signals import after_setup_logger, task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
+from celery.utils.log import get_multiprocessing_logger
+
+from worker.runtime import logformat
+from worker.runtime.settings import get_settings
 
 log = logging.getLogger("worker.tasks")
 
@@ -49,14 +53,29 @@ class TaskContextFormatter(logging.Formatter):
         return f"{first} [{current[0]}[{current[1]}]]{newline}{rest}"
 
 
+def current_task() -> tuple[str, str] | None:
+    """(name, id) of the task this line is logged for, or None outside a task."""
+    return _current.get()
+
+
 @after_setup_logger.connect
+@after_setup_task_logger.connect
 def _wrap_formatters(logger: logging.Logger | None = None, **_: Any) -> None:
-    for handler in (logger or logging.getLogger()).handlers:
+    handlers = (logger or logging.getLogger()).handlers
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    if get_settings().log_format == "json":
+        # Celery gives billiard's "multiprocessing" logger handlers of its own, too.
+        pool_logger = get_multiprocessing_logger()
+        if pool_logger is not None:
+            handlers = [*handlers, *pool_logger.handlers]
+        logformat.use_json(handlers, current_task)
+        logging.captureWarnings(True)  # warnings become JSON lines too, not raw stderr text
+        return
+    for handler in handlers:
         if handler.formatter is not None and not isinstance(
             handler.formatter, TaskContextFormatter
         ):
             handler.setFormatter(TaskContextFormatter(handler.formatter))
-    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
 @task_prerun.connect
