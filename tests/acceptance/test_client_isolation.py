@@ -188,7 +188,7 @@ def test_a_hostile_celeryconfig_changes_neither_client_nor_worker(
     )
     assert done.returncode == 0, done.stderr
     # What it put on the wire, read raw from the queue before any worker runs.
-    (raw,) = redis_client.lrange(contract.QUEUE, 0, -1)
+    (raw,) = redis_client.lrange(contract.ROUTES[contract.INGEST], 0, -1)
     envelope = json.loads(raw)
     assert envelope["content-type"] == "application/json"
     assert envelope["headers"]["id"] == task_id
