@@ -34,7 +34,7 @@ test: $(STAMP)
 	TEST_TRANSPORT=amqp $(BIN)/pytest -m "integration or acceptance"
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not reliability"
+	$(BIN)/pytest -m "not reliability and not compose"
 
 demo: $(STAMP)
 	$(BIN)/articles demo

@@ -15,6 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 LABEL=org.articles-worker.standin
 BASE=articles-standin/debian:bookworm
+# Names used by tests but by no Dockerfile or compose file: pytest-celery's RabbitMQ broker.
+EXTRA_REFS="rabbitmq:3-management"
 
 log() { printf 'standins: %s\n' "$*" >&2; }
 
@@ -87,9 +89,8 @@ main() {
   for name in python postgres redis rabbitmq; do
     build_standin "$name" "articles-standin/$name:$hash"
   done
-  for ref in $(official_refs) $STANDIN_EXTRA_REFS; do tag_official "$ref" "$hash"; done
+  for ref in $(official_refs) $EXTRA_REFS; do tag_official "$ref" "$hash"; done
   echo "$hash"
 }
 
-STANDIN_EXTRA_REFS=${STANDIN_EXTRA_REFS:-}
 main

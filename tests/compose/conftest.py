@@ -14,9 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.compose.stack import ROOT
-
-BUILD_STANDINS = ROOT / "docker" / "standins" / "build.sh"
+from tests.compose.images import BUILD_STANDINS
 
 
 def engine_problem() -> str | None:
@@ -54,7 +52,11 @@ def standin_images(docker_engine: None) -> str:
     if os.environ.get("COMPOSE_TEST_PULL") == "1":
         return "registry"
     done = subprocess.run(
-        [str(BUILD_STANDINS)], capture_output=True, text=True, timeout=1500, check=False
+        [str(BUILD_STANDINS)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
     )
     if done.returncode != 0:
         pytest.fail(
