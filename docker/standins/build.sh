@@ -59,8 +59,13 @@ build_standin() {
   mkdir -p "$ctx/extra-ca" && touch "$ctx/extra-ca/.keep"
   extra_cas | xargs -r -I{} cp {} "$ctx/extra-ca/"
   log "building $tag"
-  docker build -q --build-arg "BASE=$BASE" --label "$LABEL=$name" -t "$tag" "$ctx" >/dev/null
-  rm -rf "$ctx"
+  if ! docker build --build-arg "BASE=$BASE" --label "$LABEL=$name" -t "$tag" "$ctx" \
+      >"$ctx.log" 2>&1; then
+    tail -30 "$ctx.log" >&2
+    rm -rf "$ctx" "$ctx.log"
+    exit 1
+  fi
+  rm -rf "$ctx" "$ctx.log"
 }
 
 # The official references this repository uses, one per line (FROM lines and compose images).
@@ -81,6 +86,14 @@ tag_official() {
   log "$ref -> articles-standin/$name:$hash"
 }
 
+drop_stale() {
+  # Earlier builds of this stand-in (another hash) are no longer used: untag them.
+  local name=$1 hash=$2 ref
+  for ref in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "articles-standin/$name"); do
+    [ "$ref" = "articles-standin/$name:$hash" ] || docker rmi "$ref" >/dev/null 2>&1 || true
+  done
+}
+
 main() {
   docker info >/dev/null 2>&1 || { log "no Docker engine answers"; exit 1; }
   local hash name ref
@@ -90,6 +103,7 @@ main() {
     build_standin "$name" "articles-standin/$name:$hash"
   done
   for ref in $(official_refs) $EXTRA_REFS; do tag_official "$ref" "$hash"; done
+  for name in python postgres redis rabbitmq; do drop_stale "$name" "$hash"; done
   echo "$hash"
 }
 

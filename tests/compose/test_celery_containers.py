@@ -13,7 +13,6 @@ on a machine without a registry are the stand-ins of docker/standins.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,6 @@ from pytest_celery import (
     CeleryTestSetup,
     CeleryTestWorker,
     CeleryWorkerCluster,
-    CeleryWorkerContainer,
     RabbitMQTestBroker,
     RedisTestBackend,
     RedisTestBroker,
@@ -43,16 +41,13 @@ from pytest_celery import (
     celery_setup_name,
     celery_worker_cluster_config,
     default_pytest_celery_network,
-    default_rabbitmq_broker,
     default_rabbitmq_broker_cls,
     default_rabbitmq_broker_env,
     default_rabbitmq_broker_ports,
-    default_redis_backend,
     default_redis_backend_cls,
     default_redis_backend_command,
     default_redis_backend_env,
     default_redis_backend_ports,
-    default_redis_broker,
     default_redis_broker_cls,
     default_redis_broker_command,
     default_redis_broker_env,
@@ -63,39 +58,44 @@ from pytest_docker_tools import container, fxtr
 from articles_client import contract
 from tests.compose.images import POSTGRES_IMAGE, RABBITMQ_IMAGE, REDIS_IMAGE, WORKER_IMAGE
 from tests.compose.stack import ROOT
+from tests.compose.vendors import (
+    PG_PASSWORD,
+    ArticlesWorkerContainer,
+    PostgresContainer,
+    ReachableRabbitMQ,
+    ReachableRedis,
+)
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
-PG_PASSWORD = secrets.token_urlsafe(12)
 RESULT_TIMEOUT = 60
 
 
-class PostgresContainer(CeleryTestContainer):
-    """PostgreSQL for the worker; ready when it accepts TCP connections (after its init)."""
-
-    def ready(self) -> bool:
-        if self.status != "running":
-            return False
-        code, _ = self.exec_run(["pg_isready", "-h", "127.0.0.1", "-U", "articles"])
-        return bool(code == 0)
-
-    @property
-    def database_url(self) -> str:
-        host = self.attrs["Config"]["Hostname"]
-        return f"postgresql+asyncpg://articles:{PG_PASSWORD}@{host}:5432/articles"
+@pytest.fixture(autouse=True)
+def _urls_from_the_setup_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Celery prefers CELERY_BROKER_URL / CELERY_RESULT_BACKEND from the environment over an app's
+    # own configuration, and the test run exports its host servers there: without this, the setup
+    # app would publish to the host's Redis instead of the broker container.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
 
 
-class ArticlesWorkerContainer(CeleryWorkerContainer):
-    """Our worker image, migrating its database first, with its own app and settings."""
+@pytest.fixture(autouse=True)
+def container_volumes() -> Iterator[list[str]]:
+    """Names of the anonymous volumes of this test's containers, removed after the containers.
 
-    @classmethod
-    def worker_name(cls) -> str:
-        return "articles"
+    pytest-docker-tools removes its containers without their volumes, and the images declare
+    VOLUME (as the official ones do). Set up first, so torn down after the containers.
+    """
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
 
-    @classmethod
-    def command(cls, *args: str, **kwargs: Any) -> list[str]:
-        worker = f"celery -A worker worker -l INFO -c 2 -n {cls.worker_name()}@%h"
-        return ["sh", "-c", f"articles db upgrade && exec {worker}"]
+
+def remember_volumes(names: list[str], *containers: CeleryTestContainer) -> None:
+    for node in containers:
+        names += [m["Name"] for m in node.attrs["Mounts"] if m["Type"] == "volume"]
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +130,34 @@ def default_rabbitmq_broker_image(standin_images: str) -> str:
     return RABBITMQ_IMAGE
 
 
+# The broker and backend containers of pytest-celery, with URLs the test process can reach.
+default_redis_broker = container(
+    image="{default_redis_broker_image}",
+    ports=fxtr("default_redis_broker_ports"),
+    environment=fxtr("default_redis_broker_env"),
+    network="{default_pytest_celery_network.name}",
+    wrapper_class=ReachableRedis,
+    timeout=60,
+    command=fxtr("default_redis_broker_command"),
+)
+default_redis_backend = container(
+    image="{default_redis_backend_image}",
+    ports=fxtr("default_redis_backend_ports"),
+    environment=fxtr("default_redis_backend_env"),
+    network="{default_pytest_celery_network.name}",
+    wrapper_class=ReachableRedis,
+    timeout=60,
+    command=fxtr("default_redis_backend_command"),
+)
+default_rabbitmq_broker = container(
+    image="{default_rabbitmq_broker_image}",
+    ports=fxtr("default_rabbitmq_broker_ports"),
+    environment=fxtr("default_rabbitmq_broker_env"),
+    network="{default_pytest_celery_network.name}",
+    wrapper_class=ReachableRabbitMQ,
+    timeout=120,
+)
+
 articles_postgres = container(
     image="{postgres_image}",
     environment={
@@ -145,10 +173,13 @@ articles_postgres = container(
 
 @pytest.fixture
 def articles_worker_env(
-    celery_worker_cluster_config: dict[str, Any], articles_postgres: PostgresContainer
+    celery_worker_cluster_config: dict[str, Any],
+    articles_postgres: PostgresContainer,
+    container_volumes: list[str],
 ) -> dict[str, str]:
     env = ArticlesWorkerContainer.initial_env(celery_worker_cluster_config)
     env["DATABASE_URL"] = articles_postgres.database_url
+    remember_volumes(container_volumes, articles_postgres)
     return env
 
 
@@ -163,11 +194,15 @@ articles_worker_container = container(
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
-def celery_broker_cluster(request: pytest.FixtureRequest) -> Iterator[CeleryBrokerCluster]:
+def celery_broker_cluster(
+    request: pytest.FixtureRequest, container_volumes: list[str]
+) -> Iterator[CeleryBrokerCluster]:
     """Each test runs once with a Redis broker and once with RabbitMQ."""
     broker: RedisTestBroker | RabbitMQTestBroker = request.getfixturevalue(
         f"celery_{request.param}_broker"
     )
+    refuse_shared_servers(broker.container.host_url)
+    remember_volumes(container_volumes, broker.container)
     cluster = CeleryBrokerCluster(broker)
     yield cluster
     cluster.teardown()
@@ -175,8 +210,10 @@ def celery_broker_cluster(request: pytest.FixtureRequest) -> Iterator[CeleryBrok
 
 @pytest.fixture
 def celery_backend_cluster(
-    celery_redis_backend: RedisTestBackend,
+    celery_redis_backend: RedisTestBackend, container_volumes: list[str]
 ) -> Iterator[CeleryBackendCluster]:
+    refuse_shared_servers(celery_redis_backend.container.host_url)
+    remember_volumes(container_volumes, celery_redis_backend.container)
     cluster = CeleryBackendCluster(celery_redis_backend)
     yield cluster
     cluster.teardown()
@@ -190,6 +227,14 @@ def celery_worker_cluster(
     cluster = CeleryWorkerCluster(worker)
     yield cluster
     cluster.teardown()
+
+
+def refuse_shared_servers(url: str) -> None:
+    """Stop before a URL of the host's shared Redis or RabbitMQ reaches the setup app."""
+    if any(
+        f"{host}:{port}/" in url for host in ("localhost", "127.0.0.1") for port in (6379, 5672)
+    ):
+        pytest.fail(f"pytest-celery would use the host's shared server: {url}", pytrace=False)
 
 
 def send(setup: CeleryTestSetup, name: str, **kwargs: Any) -> Any:

@@ -8,6 +8,10 @@ if [ "$(id -u)" = 0 ]; then
   {
     echo "loopback_users.guest = false"
     echo "listeners.tcp.default = 5672"
+    # Logs on stdout as in the official image (Debian's package writes files under /var/log).
+    echo "log.console = true"
+    echo "log.console.level = info"
+    echo "log.file = false"
     [ -n "${RABBITMQ_DEFAULT_USER:-}" ] && echo "default_user = $RABBITMQ_DEFAULT_USER"
     [ -n "${RABBITMQ_DEFAULT_PASS:-}" ] && echo "default_pass = $RABBITMQ_DEFAULT_PASS"
     [ -n "${RABBITMQ_DEFAULT_VHOST:-}" ] && echo "default_vhost = $RABBITMQ_DEFAULT_VHOST"
