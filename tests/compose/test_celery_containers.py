@@ -71,6 +71,11 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 RESULT_TIMEOUT = 60
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _engine_first(docker_engine: None) -> None:
+    """Skip, saying why, before pytest-docker-tools asks a missing engine for anything."""
+
+
 @pytest.fixture(autouse=True)
 def _urls_from_the_setup_only(monkeypatch: pytest.MonkeyPatch) -> None:
     # Celery prefers CELERY_BROKER_URL / CELERY_RESULT_BACKEND from the environment over an app's
