@@ -248,6 +248,7 @@ def send(setup: CeleryTestSetup, name: str, **kwargs: Any) -> Any:
 
 
 def test_the_public_tasks_run_on_the_containerised_worker(celery_setup: CeleryTestSetup) -> None:
+    """One test per broker: each setup starts five containers, the slow part of this layer."""
     assert celery_setup.ready(ping=False, control=True, docker=True)
     ids = [
         send(celery_setup, contract.INGEST, title=f"Article {n}", body="word " * (50 + n))[
@@ -264,11 +265,8 @@ def test_the_public_tasks_run_on_the_containerised_worker(celery_setup: CeleryTe
     assert (run["claimed"], run["succeeded"], run["failed"]) == (2, 2, 0)
     celery_setup.worker.assert_log_exists(f"{contract.RUN_PIPELINE}[")
 
-
-def test_a_bad_payload_fails_with_a_message_naming_the_field(
-    celery_setup: CeleryTestSetup,
-) -> None:
-    result = celery_setup.app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": "x"})
+    # A bad payload fails at once, with a message that names the field.
+    bad = celery_setup.app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": "x"})
     with pytest.raises(Exception, match="article_id"):
-        result.get(timeout=RESULT_TIMEOUT)
-    assert result.state == "FAILURE"
+        bad.get(timeout=RESULT_TIMEOUT)
+    assert bad.state == "FAILURE"
