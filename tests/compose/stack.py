@@ -29,7 +29,8 @@ FAST_TIMINGS = {
     "TASK_TIME_LIMIT": "25",
     "BROKER_VISIBILITY_TIMEOUT": "30",
     "BROKER_UNACKED_RESTORE_INTERVAL": "5",
-    "CLAIM_LEASE_SECONDS": "30",
+    "CLAIM_LEASE_SECONDS": "30",  # must exceed TASK_TIME_LIMIT
+    "PIPELINE_TIME_BUDGET_SECONDS": "15",  # must stay under TASK_SOFT_TIME_LIMIT
     "REAPER_INTERVAL_SECONDS": "10",
     # Beat's pipeline runs would finish whatever a lost message left behind and hide the loss.
     "PIPELINE_INTERVAL_SECONDS": "3600",
