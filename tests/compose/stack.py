@@ -63,6 +63,9 @@ class ComposeStack:
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     timings: Mapping[str, str] = field(default_factory=lambda: dict(FAST_TIMINGS))
+    # Override files after docker-compose.yml, e.g. ("docker-compose.rabbitmq.yml",).
+    overrides: tuple[str, ...] = ()
+    rabbitmq_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,7 +78,13 @@ class ComposeStack:
             "REDIS_PASSWORD": self.redis_password,
             "FLOWER_BASIC_AUTH": f"admin:{self.flower_password}",
             "FLOWER_PORT": str(self.flower_port),
+            "RABBITMQ_PASSWORD": self.rabbitmq_password,
         }
+
+    @property
+    def base_command(self) -> list[str]:
+        files = ["docker-compose.yml", *self.overrides]
+        return ["docker-compose", "-p", self.project, *(f"--file={ROOT / f}" for f in files)]
 
     @property
     def flower_url(self) -> str:
@@ -83,7 +92,7 @@ class ComposeStack:
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         """Run `docker-compose -p <project> <args>`; return stdout (stderr too on failure)."""
-        cmd = ["docker-compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml"), *args]
+        cmd = [*self.base_command, *args]
         done = subprocess.run(
             cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
@@ -107,8 +116,18 @@ class ComposeStack:
 
     def psql_session(self) -> subprocess.Popen[str]:
         """An interactive psql inside the postgres container: write SQL to its stdin."""
-        cmd = ["docker-compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml")]
-        cmd += ["exec", "-T", "postgres", "psql", "-U", "articles", "-d", "articles", "-XAtq"]
+        cmd = [
+            *self.base_command,
+            "exec",
+            "-T",
+            "postgres",
+            "psql",
+            "-U",
+            "articles",
+            "-d",
+            "articles",
+            "-XAtq",
+        ]
         return subprocess.Popen(
             cmd,
             cwd=ROOT,
