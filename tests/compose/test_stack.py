@@ -24,7 +24,7 @@ from tests.compose.stack import ComposeStack, wait_for
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(600)]
 
 ARTICLES = 300
-APP_SERVICES = ("migrate", "worker", "worker-pipeline", "beat", "flower")
+APP_SERVICES = ("migrate", "worker", "worker-pipeline", "beat", "outbox-relay", "flower")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def wait_blocked_tasks(stack: ComposeStack) -> int:
 def test_every_service_is_healthy_and_migrate_completed(stack: ComposeStack) -> None:
     for service in ("postgres", "redis", "worker", "flower"):
         wait_for(f"{service} healthy", lambda s=service: health(stack, s) == "healthy", 180)
-    for service in ("worker-pipeline", "beat"):  # no health checks of their own
+    for service in ("worker-pipeline", "beat", "outbox-relay"):  # no health checks of their own
         assert health(stack, service) == "running", service
     migrate = stack.inspect(stack.container_ids("migrate")[0])["State"]
     assert isinstance(migrate, dict)
