@@ -198,3 +198,65 @@ class ComposeStack:
             wait_for(f"{count} articles done", all_done, timeout, every=2)
         except AssertionError:
             raise AssertionError(f"not all {count} articles done: {seen[0]}") from None
+
+
+# Helpers of the stack tests (Redis and RabbitMQ variants).
+
+
+def health(stack: ComposeStack, service: str) -> str:
+    """'healthy', 'starting', ... for services with a health check, else the container state."""
+    state = stack.inspect(stack.container_ids(service)[0])["State"]
+    assert isinstance(state, dict)
+    if "Health" in state:
+        return str(state["Health"]["Status"])
+    return str(state["Status"])
+
+
+def hold_article_locks(stack: ComposeStack) -> subprocess.Popen[str]:
+    """Lock every article row in an open transaction, so tasks that reach a row block there.
+
+    Returns the psql process; `release` commits. Lets a test crash things while tasks are
+    provably in flight, instead of racing a run that takes two seconds.
+    """
+    holder = stack.psql_session()
+    assert holder.stdin is not None
+    holder.stdin.write(
+        "SET application_name = 'lock_holder';\n"
+        "BEGIN;\nSELECT count(*) FROM (SELECT id FROM articles FOR UPDATE) AS locked;\n"
+    )
+    holder.stdin.flush()
+    wait_for(
+        "the lock holder's transaction",
+        lambda: (
+            stack.sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'lock_holder' AND state = 'idle in transaction'"
+            )
+            == [["1"]]
+        ),
+        timeout=60,
+    )
+    return holder
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("COMMIT;\n")
+    holder.stdin.close()
+    holder.wait(timeout=60)
+
+
+def wait_blocked_tasks(stack: ComposeStack) -> int:
+    """Wait until a worker's task waits on a locked article; return how many do."""
+    return wait_for(
+        "a task blocked on a locked article",
+        lambda: (
+            int(
+                stack.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[
+                    0
+                ][0]
+            )
+            or None
+        ),
+        timeout=120,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.compose.stack import ComposeStack, wait_for
+from tests.compose.stack import (
+    ComposeStack,
+    health,
+    hold_article_locks,
+    release,
+    wait_blocked_tasks,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(600)]
 
@@ -36,65 +42,6 @@ def stack(standin_images: str) -> Iterator[ComposeStack]:
         yield project
     finally:
         project.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
-
-
-def health(stack: ComposeStack, service: str) -> str:
-    """'healthy', 'starting', ... for services with a health check, else the container state."""
-    state = stack.inspect(stack.container_ids(service)[0])["State"]
-    assert isinstance(state, dict)
-    if "Health" in state:
-        return str(state["Health"]["Status"])
-    return str(state["Status"])
-
-
-def hold_article_locks(stack: ComposeStack) -> subprocess.Popen[str]:
-    """Lock every article row in an open transaction, so tasks that reach a row block there.
-
-    Returns the psql process; `release` commits. Lets a test crash things while tasks are
-    provably in flight, instead of racing a run that takes two seconds.
-    """
-    holder = stack.psql_session()
-    assert holder.stdin is not None
-    holder.stdin.write(
-        "SET application_name = 'lock_holder';\n"
-        "BEGIN;\nSELECT count(*) FROM (SELECT id FROM articles FOR UPDATE) AS locked;\n"
-    )
-    holder.stdin.flush()
-    wait_for(
-        "the lock holder's transaction",
-        lambda: (
-            stack.sql(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'lock_holder' AND state = 'idle in transaction'"
-            )
-            == [["1"]]
-        ),
-        timeout=60,
-    )
-    return holder
-
-
-def release(holder: subprocess.Popen[str]) -> None:
-    assert holder.stdin is not None
-    holder.stdin.write("COMMIT;\n")
-    holder.stdin.close()
-    holder.wait(timeout=60)
-
-
-def wait_blocked_tasks(stack: ComposeStack) -> int:
-    """Wait until a worker's task waits on a locked article; return how many do."""
-    return wait_for(
-        "a task blocked on a locked article",
-        lambda: (
-            int(
-                stack.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[
-                    0
-                ][0]
-            )
-            or None
-        ),
-        timeout=120,
-    )
 
 
 @pytest.mark.timeout(1800)  # the first test pays for building the images and starting the stack

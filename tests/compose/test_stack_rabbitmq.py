@@ -12,14 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.compose.stack import ComposeStack, wait_for
-from tests.compose.test_stack import (
-    ARTICLES,
+from tests.compose.stack import (
+    ComposeStack,
     health,
     hold_article_locks,
     release,
     wait_blocked_tasks,
+    wait_for,
 )
+from tests.compose.test_stack import ARTICLES
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(600)]
 
