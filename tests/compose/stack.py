@@ -60,6 +60,7 @@ class ComposeStack:
     project: str
     flower_port: int = field(default_factory=free_port)
     postgres_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    app_db_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     timings: Mapping[str, str] = field(default_factory=lambda: dict(FAST_TIMINGS))
@@ -75,6 +76,7 @@ class ComposeStack:
             **self.timings,
             "COMPOSE_PROJECT_NAME": self.project,
             "POSTGRES_PASSWORD": self.postgres_password,
+            "APP_DB_PASSWORD": self.app_db_password,
             "REDIS_PASSWORD": self.redis_password,
             "FLOWER_BASIC_AUTH": f"admin:{self.flower_password}",
             "FLOWER_PORT": str(self.flower_port),
