@@ -14,7 +14,6 @@ a real subprocess in a directory of the service's own.
 
 from __future__ import annotations
 
-import base64
 import json
 import pickle
 import socket
@@ -27,10 +26,11 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import Connection, Queue
 
 from articles_client import contract
 from tests.integration.helpers import sql
-from tests.support.env import REDIS_URL, service_env
+from tests.support.env import BROKER_URL, REDIS_URL, service_env
 from tests.support.processes import Proc, celery_worker
 from worker.runtime.app import app
 
@@ -90,7 +90,7 @@ def test_a_psycopg_database_url_and_a_dotenv_do_not_touch_the_client(
         tmp_path,
         bare_env(
             DATABASE_URL="postgresql://app:pw@db.internal:5432/service",
-            CELERY_BROKER_URL=REDIS_URL,
+            CELERY_BROKER_URL=BROKER_URL,
             CELERY_RESULT_BACKEND=REDIS_URL,
         ),
     )
@@ -112,7 +112,7 @@ def test_configure_wins_over_celery_environment_variables(live_worker: Any, tmp_
         import json
         import articles_client
         from articles_client.producer import enqueue_ingest
-        app = articles_client.configure(broker_url="{REDIS_URL}", result_backend="{REDIS_URL}")
+        app = articles_client.configure(broker_url="{BROKER_URL}", result_backend="{REDIS_URL}")
         result = enqueue_ingest(title="configured", body="a b c")
         print(json.dumps({{"result": result.get(timeout=60), "backend": result.backend.url}}))
         """,
@@ -187,13 +187,17 @@ def test_a_hostile_celeryconfig_changes_neither_client_nor_worker(
         env,
     )
     assert done.returncode == 0, done.stderr
-    # What it put on the wire, read raw from the queue before any worker runs.
-    (raw,) = redis_client.lrange(contract.ROUTES[contract.INGEST], 0, -1)
-    envelope = json.loads(raw)
-    assert envelope["content-type"] == "application/json"
-    assert envelope["headers"]["id"] == task_id
-    assert envelope["headers"][contract.CONTRACT_HEADER] == contract.CONTRACT_VERSION
-    args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    # What it put on the wire, looked at before any worker runs and put back for the worker
+    # below (Redis or RabbitMQ alike: kombu hands back the message as the broker holds it).
+    with Connection(BROKER_URL) as conn:
+        queue = Queue(contract.ROUTES[contract.INGEST], no_declare=True, channel=conn.channel())
+        message = queue.get(no_ack=False)
+        assert message is not None
+        message.requeue()
+    assert message.content_type == "application/json"
+    assert message.headers["id"] == task_id
+    assert message.headers[contract.CONTRACT_HEADER] == contract.CONTRACT_VERSION
+    args, kwargs, _ = json.loads(message.body)
     assert (args, kwargs) == ([], {"title": "hostile", "body": "a b c"})
 
     marker = tmp_path / "unpickled"
