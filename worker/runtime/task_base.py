@@ -84,6 +84,10 @@ class WorkerTask(Task[Any, Any]):
             countdown = min(
                 retry_policy.backoff(request.retries, settings.task_retry_backoff_max), remaining
             )
+        if countdown is not None and 0 < countdown < 1:
+            # RabbitMQ's native delayed delivery (quorum queues) routes by whole seconds and
+            # refuses a delay that rounds to 0, which would reject a retryable job outright.
+            countdown = 1.0
         if max_retries is None:
             own = self.max_retries
             max_retries = own if own is not None else settings.task_max_retries
