@@ -24,7 +24,7 @@ import redis
 
 from tests.integration.helpers import sql
 from tests.support.client_venv import build_client_venv
-from tests.support.env import REDIS_URL
+from tests.support.env import BROKER_URL, REDIS_URL
 from tests.support.processes import ROOT, spawn
 from worker.runtime.app import app
 
@@ -79,7 +79,7 @@ def test_fastapi_service_enqueues_under_load_and_stays_responsive(
     base = f"http://127.0.0.1:{port}"
     env = {
         "PATH": "/usr/bin:/bin",
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
     }
     server = spawn(
