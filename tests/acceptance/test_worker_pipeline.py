@@ -46,9 +46,16 @@ def test_prefork_worker_processes_1000_articles_from_the_producer(
         runs = [enqueue_pipeline_run(batch_size=50) for _ in range(2)]
         outcomes = [result.get(timeout=120) for result in runs]
         total_seconds = time.monotonic() - started
-        log = worker.log()
         # Results name no worker (no extended results): the worker's own log shows it ran them.
-        not_run_here = [r.id for r in [*sent, *runs] if f"[{r.id}] succeeded" not in log]
+        # A task's result is stored before its outcome line is written: give the last lines a
+        # moment to land (found by a run on RabbitMQ, where the result arrived first).
+        deadline = time.monotonic() + 10
+        while True:
+            log = worker.log()
+            not_run_here = [r.id for r in [*sent, *runs] if f"[{r.id}] succeeded" not in log]
+            if not not_run_here or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
 
     assert all(item["created"] is True for item in ingested)
     assert len({item["article_id"] for item in ingested}) == ARTICLES
