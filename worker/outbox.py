@@ -4,24 +4,5 @@ Importing it needs SQLAlchemy (the worker always has it; a service installs the 
 `outbox` extra). `import worker` alone does not load it.
 """
 
-from articles_client.outbox import (
-    CHANNEL,
-    OPTIONS_KEYWORD,
-    TABLE_NAME,
-    PublishOptions,
-    enqueue,
-    enqueue_async,
-    metadata,
-    outbox_table,
-)
-
-__all__ = [
-    "CHANNEL",
-    "OPTIONS_KEYWORD",
-    "TABLE_NAME",
-    "PublishOptions",
-    "enqueue",
-    "enqueue_async",
-    "metadata",
-    "outbox_table",
-]
+from articles_client.outbox import *  # noqa: F403
+from articles_client.outbox import __all__ as __all__

@@ -139,14 +139,9 @@ class Settings(BaseSettings):
     # The variables that were not set, so their embedded default was chosen.
     _defaulted: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("database_url")
+    @field_validator("database_url", "outbox_database_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
-        return check_scheme(value, DATABASE_SCHEMES)
-
-    @field_validator("outbox_database_url")
-    @classmethod
-    def _outbox_scheme(cls, value: str) -> str:
         return check_scheme(value, DATABASE_SCHEMES)
 
     @field_validator("celery_broker_url")
