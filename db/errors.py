@@ -32,8 +32,11 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(code, str):
             return code in _TRANSIENT_SQLSTATES or code.startswith(_TRANSIENT_PREFIXES)
     name = type(exc).__name__
-    # asyncpg raises these outside SQLAlchemy's wrapping while connecting.
+    # asyncpg raises these outside SQLAlchemy's wrapping: while connecting, and
+    # (InternalClientError, which SQLAlchemy does not translate) when its protocol loses track of
+    # a connection PostgreSQL closed mid-reply. Another attempt on a new connection may pass.
     return name in {
+        "InternalClientError",
         "CannotConnectNowError",
         "ConnectionDoesNotExistError",
         "ConnectionFailureError",

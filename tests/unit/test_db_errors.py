@@ -72,6 +72,7 @@ def test_invalidated_connection_is_transient() -> None:
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
         asyncpg.exceptions.TooManyConnectionsError("too many"),
         asyncpg.exceptions.InterfaceError("cannot perform operation"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15"),
     ],
 )
 def test_connection_level_errors_are_transient(error: BaseException) -> None:

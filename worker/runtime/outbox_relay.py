@@ -48,7 +48,16 @@ MAX_PAUSE: Final = 5.0
 # to the relay's own backoff.
 PUBLISH_RETRY: Final = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 BROKER_ERRORS: Final = (OperationalError, ConnectionError, OSError)
-DATABASE_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: asyncpg's protocol lost track of the connection's state, seen when
+# PostgreSQL shut down as a claim's reply arrived ("cannot switch to state 15; another operation
+# is in progress" at COMMIT). The connection is unusable, like a closed one: drop it and reconnect.
+DATABASE_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 CLAIM: Final = f"""
     SELECT id, task_id, task_name, kwargs::text AS kwargs, options::text AS options
