@@ -1,8 +1,9 @@
 """What every dead-letter store offers (docs/design.md section 2), whatever holds it.
 
 A store keeps one JSON entry per task id, ordered by its last failure, and the delivery counters
-that catch a job killing its worker. The Redis and SQLite stores here, and an AMQP-queue store
-later, all satisfy these protocols; `factory.open_store` picks one from the settings.
+that catch a job killing its worker. The Redis and SQLite stores satisfy both protocols; the
+RabbitMQ-queue store only `DeadLetterStore` (the quorum queue counts deliveries instead);
+`factory.open_store` picks one from the settings.
 """
 
 from __future__ import annotations
