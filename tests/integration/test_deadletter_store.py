@@ -82,6 +82,9 @@ def test_every_store_keeps_one_entry_per_task_id_in_order_and_trims(
     store.add(_entry("ancient", now - 3600))
     assert store.get("ancient") is None, "older than the retention"
     assert store.count() == 2
+    store.add(_entry("c", now))
+    store.add(_entry("d", now))
+    assert store.remove_many(["c", "d", "nobody"]) == 2
     assert store.remove("a")
     assert not store.remove("a")
     assert store.get("a") is None

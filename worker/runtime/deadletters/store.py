@@ -8,6 +8,7 @@ RabbitMQ-queue store only `DeadLetterStore` (the quorum queue counts deliveries 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 Entry = dict[str, Any]
@@ -26,6 +27,10 @@ class DeadLetterStore(Protocol):
 
     def remove(self, task_id: str) -> bool:
         """Delete one entry; False if there was none."""
+        ...
+
+    def remove_many(self, task_ids: Collection[str]) -> int:
+        """Delete these entries in one go; return how many there were."""
         ...
 
     def count(self) -> int: ...
