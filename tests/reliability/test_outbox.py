@@ -99,25 +99,24 @@ def test_1000_concurrent_transactions_half_rolled_back_run_exactly_the_committed
 
 def test_relay_killed_mid_batch_loses_nothing_and_each_job_applies_once(stack: Stack) -> None:
     task_ids = enqueue(stack, 1000)
-    broker = stack.redis.client()
     env = stack.env(OUTBOX_BATCH_SIZE="500")
     first = spawn([support.ARTICLES, "outbox", "relay"], env, stack.log_dir, "relay-1")
     queue = support.INGEST_QUEUE
-    stack.wait_for(lambda: broker.llen(queue) > 0, 60, "the relay to start publishing", 0.005)
+    stack.wait_for(lambda: stack.queued(queue) > 0, 60, "the relay to start publishing", 0.005)
     first.kill()
-    published, left = broker.llen(queue), rows(stack)
+    published, left = stack.queued(queue), rows(stack)
     # Killed inside a batch: it published rows it had not yet deleted.
     assert published > 1000 - left, (published, left)
 
     with support.relay(env, stack.log_dir, "relay-2"):
         stack.wait_for(lambda: rows(stack) == 0, 60, "the restarted relay to drain the outbox")
-    queued = support.queued_task_ids(broker)
+    queued = stack.queued_task_ids(queue)
     assert set(queued) == task_ids  # nothing lost
     assert len(queued) > len(task_ids)  # the killed batch's rows went out twice
 
     with stack.worker():
         stack.wait_for(lambda: len(ingested(stack)) >= 1000, 240, "every job to run")
-        stack.wait_for(lambda: broker.llen(queue) == 0, 120, "the duplicates to be consumed")
+        stack.wait_for(lambda: stack.queued(queue) == 0, 120, "the duplicates to be consumed")
         time.sleep(2)
     found = ingested(stack)
     assert len(found) == 1000  # each job's effect applied once
@@ -125,9 +124,8 @@ def test_relay_killed_mid_batch_loses_nothing_and_each_job_applies_once(stack: S
 
 
 def test_broker_down_30s_everything_is_published_when_it_returns(stack: Stack) -> None:
-    broker = stack.redis.client()
     with support.relay(stack.env(), stack.log_dir) as relay:
-        stack.redis.stop()
+        stack.stop_broker()
         down_at = time.monotonic()
         task_ids: set[str] = set()
         while time.monotonic() - down_at < 25:
@@ -140,15 +138,14 @@ def test_broker_down_30s_everything_is_published_when_it_returns(stack: Stack) -
         # An outage is not the rows' fault: none was counted as a failed publish.
         assert stack.sql("SELECT max(attempts) AS m FROM articles_outbox")[0]["m"] == 0
 
-        stack.redis.start()
+        stack.start_broker()
         took = stack.wait_for(lambda: rows(stack) == 0, 60, "the backlog to be published")
         print(f"{len(task_ids)} rows published {took:.1f}s after the broker returned")
-    queued = support.queued_task_ids(broker)
+    queued = stack.queued_task_ids(support.INGEST_QUEUE)
     assert sorted(queued) == sorted(task_ids)  # each once
 
 
 def test_database_down_the_relay_waits_and_carries_on(stack: Stack) -> None:
-    broker = stack.redis.client()
     with support.relay(stack.env(), stack.log_dir) as relay:
         stack.pg.stop()
         try:
@@ -159,7 +156,7 @@ def test_database_down_the_relay_waits_and_carries_on(stack: Stack) -> None:
         task_ids = enqueue(stack, 50)
         stack.wait_for(lambda: rows(stack) == 0, 60, "the relay to reconnect and publish")
         assert "unavailable" in relay.log()
-    assert sorted(support.queued_task_ids(broker)) == sorted(task_ids)
+    assert sorted(stack.queued_task_ids(support.INGEST_QUEUE)) == sorted(task_ids)
 
 
 def test_two_relays_share_the_table_without_publishing_a_row_twice(stack: Stack) -> None:
@@ -171,7 +168,7 @@ def test_two_relays_share_the_table_without_publishing_a_row_twice(stack: Stack)
     ):
         stack.wait_for(lambda: rows(stack) == 0, 120, "two relays to drain the outbox")
     assert (a.popen.returncode, b.popen.returncode) == (0, 0)  # SIGTERM: a clean stop
-    queued = support.queued_task_ids(stack.redis.client())
+    queued = stack.queued_task_ids(support.INGEST_QUEUE)
     assert len(queued) == 3000
     assert set(queued) == task_ids
     counts = [_published(p.log()) for p in (a, b)]

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +20,21 @@ import pytest
 from celery import Celery
 
 from articles_client import contract, queues
-from tests.reliability.conftest import Stack
-from tests.support.rabbitmq import PrivateRabbit, private_rabbit
+from tests.reliability.conftest import Stack, amqp_only
+from tests.support.rabbitmq import PrivateRabbit
 
-pytestmark = pytest.mark.reliability
+# The broker-agnostic reliability tests run on RabbitMQ in the RabbitMQ pass; these are about
+# RabbitMQ's own machinery (quorum queues, delayed delivery, consumer_timeout).
+pytestmark = [pytest.mark.reliability, amqp_only("quorum queues and server settings")]
 
 TASKS = "tests.support.tasks,tests.support.amqp_tasks"
 ARTICLES = str(Path(sys.executable).with_name("articles"))
 
 
-@pytest.fixture(scope="module")
-def rabbit() -> Iterator[PrivateRabbit]:
-    with private_rabbit() as node:
-        yield node
+@pytest.fixture
+def rabbit(stack: Stack) -> PrivateRabbit:
+    assert stack.rabbit is not None  # amqp_only
+    return stack.rabbit
 
 
 def _set_consumer_timeout(rabbit: PrivateRabbit, ms: int) -> None:
@@ -82,12 +83,9 @@ class AmqpStack:
 
 
 @pytest.fixture
-def amqp(stack: Stack, rabbit: PrivateRabbit) -> Iterator[AmqpStack]:
-    vhost = f"rel-{uuid.uuid4().hex[:8]}"
-    for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")):
-        assert rabbit.ctl(*args).returncode == 0
-    yield AmqpStack(stack=stack, broker_url=rabbit.url(vhost))
-    rabbit.ctl("delete_vhost", vhost)
+def amqp(stack: Stack) -> AmqpStack:
+    # The RabbitMQ pass gives every test a vhost of its own on the session's private node.
+    return AmqpStack(stack=stack, broker_url=stack.broker_url)
 
 
 def test_worker_killed_mid_run_every_article_done_once(amqp: AmqpStack) -> None:
@@ -199,3 +197,58 @@ def test_a_poison_job_on_rabbitmq_ends_in_the_dead_letter_store(amqp: AmqpStack)
     assert entry["task"] == "tests.crash"
     assert entry["error"]["type"] == "PoisonJob"
     assert entry["deliveries"] == 4
+
+
+def _articles(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [ARTICLES, *args], env=env, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_with_database_results_dead_letters_live_in_rabbitmq(
+    amqp: AmqpStack, tmp_path: Path
+) -> None:
+    # RabbitMQ with results in a database: no Redis anywhere. Dead letters go to the queue
+    # articles.dead_letters, and a crashing job is capped by the quorum queue's delivery count.
+    env = amqp.env(CELERY_RESULT_BACKEND=f"db+sqlite:///{tmp_path / 'results.db'}")
+    with amqp.client() as client, amqp.stack.worker(env, concurrency=2) as worker:
+        poison = client.send_task("tests.crash", queue="articles.process")
+        bad = client.send_task(contract.INGEST, kwargs={"title": "no body"})
+        for i in range(5):
+            client.send_task(contract.INGEST, kwargs={"title": f"after {i}", "body": "One. Two."})
+        listing: dict[str, dict[str, Any]] = {}
+        ids: list[str] = []
+
+        def listed() -> bool:
+            found = json.loads(_articles(env, "dead-letters", "list", "--json"))
+            ids[:] = [entry["task_id"] for entry in found]
+            listing.clear()
+            listing.update((entry["task_id"], entry) for entry in found)
+            return {poison.id, bad.id} <= set(listing)
+
+        took = amqp.stack.wait_for(listed, 240, "both jobs listed as dead letters", interval=1)
+        articles = amqp.stack.sql("SELECT count(*) AS n FROM articles")[0]["n"]
+        first_failed = listing[bad.id]["first_failed_at"]
+        # Replayed by id (same task id; the entry goes), it fails again: one entry again.
+        assert "1 dead letter(s) replayed" in _articles(env, "dead-letters", "replay", bad.id)
+        amqp.stack.wait_for(lambda: listed() and listing[bad.id]["last_failed_at"] > first_failed,
+                            60, "the replayed job dead-lettered again", interval=1)  # fmt: skip
+        assert worker.popen.poll() is None
+        status = json.loads(_articles(env, "status", "--json"))
+        assert "2 dead letter(s) purged" in _articles(env, "dead-letters", "purge", "--all")
+        assert json.loads(_articles(env, "dead-letters", "list", "--json")) == []
+        log = worker.log()
+    print(f"\nRabbitMQ + database results: both jobs dead-lettered in RabbitMQ within {took:.1f}s")
+    assert articles == 5
+    assert status["dead_letters"] == 2
+    assert listing[poison.id]["task"] == "tests.crash"
+    assert listing[poison.id]["error"]["type"] == "PoisonJob"
+    assert listing[poison.id]["deliveries"] == 11  # the quorum backstop: 10 deliveries allowed
+    assert listing[bad.id]["error"]["type"] == "InvalidPayload"
+    assert sorted(ids) == sorted([poison.id, bad.id])
+    assert "dead-lettered instead of run" in log
+    # Nothing of it in Redis: the test's private Redis was never written to.
+    with amqp.stack.redis.client() as redis_client:
+        assert redis_client.dbsize() == 0

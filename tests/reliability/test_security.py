@@ -25,7 +25,14 @@ REDIS_PASSWORD = "redis-Secret-41d9"
 def secret_stack(private_pg: PrivatePostgres, stack: Stack, tmp_path: Path) -> Iterator[Stack]:
     """`stack`'s database, but a Redis that requires a password and a password-protected role."""
     with private_redis(password=REDIS_PASSWORD) as broker:
-        yield Stack(pg=private_pg, redis=broker, database=stack.database, log_dir=tmp_path / "s")
+        yield Stack(
+            pg=private_pg,
+            redis=broker,
+            database=stack.database,
+            log_dir=tmp_path / "s",
+            rabbit=stack.rabbit,
+            vhost=stack.vhost,
+        )
 
 
 def test_no_password_in_logs_output_or_results(secret_stack: Stack) -> None:
@@ -43,9 +50,9 @@ def test_no_password_in_logs_output_or_results(secret_stack: Stack) -> None:
             stack.redis.client().get(key) or b""
             for key in stack.redis.client().scan_iter("celery-task-meta-*")
         )
-        stack.redis.stop()  # the producer's error message names the broker URL
+        stack.stop_broker()  # the producer's error message names the broker URL
         refused = subprocess.run(produce, cwd=ROOT, env=env, capture_output=True, timeout=60)
-        stack.redis.start()
+        stack.start_broker()
         logs = (worker.log() + beat.log()).encode()
     outputs = produced.stdout + produced.stderr + refused.stdout + refused.stderr
     assert b'"ok": true' in produced.stdout

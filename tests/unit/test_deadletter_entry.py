@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from kombu.transport.native_delayed_delivery import calculate_routing_key
 
-from articles_client.errors import ConfigurationError
 from worker.runtime.deadletters import entry as entries
 from worker.runtime.deadletters.factory import store_location
 from worker.runtime.deadletters.sqlite_store import SqliteStore
@@ -110,8 +110,23 @@ def test_the_store_lives_beside_the_queues() -> None:
     assert store_location(override) == "rediss://dl:6380/3"
     embedded = Settings(DATABASE_URL="", CELERY_BROKER_URL="", CELERY_RESULT_BACKEND="")  # type: ignore[call-arg]
     assert store_location(embedded).endswith("var/dead-letters.db")
+    # RabbitMQ with database results: the dead letters live in RabbitMQ, no extra server.
     no_redis = _settings(
         CELERY_BROKER_URL="amqp://guest@rabbit//", CELERY_RESULT_BACKEND="db+sqlite:///r.db"
     )
-    with pytest.raises(ConfigurationError, match="DEAD_LETTER_URL"):
-        store_location(no_redis)
+    assert store_location(no_redis) == "amqp://guest@rabbit//"
+
+
+def test_a_delayed_retry_s_routing_key_names_its_queue() -> None:
+    # A countdown retry on RabbitMQ arrives with 28 bits before the routing key; the entry (and a
+    # replay) must name the queue, not that key.
+    delayed = calculate_routing_key(3, "articles.ingest")
+    assert delayed.endswith(".articles.ingest")
+    assert entries.queue_of(delayed) == "articles.ingest"
+    assert entries.queue_of(calculate_routing_key(7, delayed)) == "articles.ingest"
+    assert entries.queue_of("celery") == "celery"
+    assert entries.queue_of("") is None
+    made = entries.make_entry(
+        task_id="t", task="x", error_type="E", error_message="m", reason="r", now=0, queue=delayed
+    )
+    assert made["queue"] == "articles.ingest"

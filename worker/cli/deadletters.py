@@ -22,6 +22,9 @@ from worker.runtime.settings import Settings
 # Strings longer than this are cut in listings (the store keeps them whole, up to its cap).
 LIST_CHARS = 200
 _WHOLE = ("task_id", "task", "first_failed_at", "last_failed_at", "queue")
+# Replayed entries are removed this many at a time (a crash mid-way leaves at most this many to
+# replay twice, which the same task id makes harmless).
+_REMOVE_BATCH = 100
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -89,14 +92,21 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime.deadletters.replay import replay
 
     store = open_store(settings)
+    replayed: list[str] = []
     try:
         chosen = _chosen(store, args)
         for entry in chosen:
             replay(app, entry)
             # Only once the broker has the message: a failed publish keeps the entry.
-            store.remove(entry["task_id"])
+            replayed.append(entry["task_id"])
             err.print(f"replayed {entry.get('task')}[{entry['task_id']}]", markup=False)
+            if len(replayed) == _REMOVE_BATCH:
+                store.remove_many(replayed)
+                replayed.clear()
     finally:
+        # Removed in batches: the RabbitMQ store reads its whole queue once per removal.
+        if replayed:
+            store.remove_many(replayed)
         store.close()
     out.print(f"{len(chosen)} dead letter(s) replayed")
     return 0
@@ -106,7 +116,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
     try:
         chosen = _chosen(store, args)
-        removed = sum(store.remove(entry["task_id"]) for entry in chosen)
+        removed = store.remove_many([entry["task_id"] for entry in chosen])
     finally:
         store.close()
     out.print(f"{removed} dead letter(s) purged")

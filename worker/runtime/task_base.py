@@ -43,11 +43,12 @@ class WorkerTask(Task[Any, Any]):
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         deliveries = hooks.deliveries_of(task_id)
-        limit = get_settings().max_deliveries
+        limit = hooks.delivery_limit(task_id, get_settings().max_deliveries)
         if deliveries > limit:
             raise PoisonJob(
-                f"the worker process died during each of this job's last {deliveries - 1} "
-                f"deliveries (MAX_DELIVERIES={limit}): dead-lettered instead of run"
+                f"this job's last {deliveries - 1} deliveries never finished, the worker "
+                f"process died (limit {limit}: MAX_DELIVERIES, or on RabbitMQ without Redis the "
+                "quorum queue's backstop): dead-lettered instead of run"
             )
 
     def retry(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,19 @@ ERROR_MESSAGE_CHARS = 2000
 # Strings are cut to this many characters first, then halved until the entry fits its cap.
 _FIRST_CUT = 4096
 _MARK = "…[truncated]"
+# RabbitMQ's native delayed delivery (a retry with a countdown) prefixes the routing key with
+# 28 bits, "0.1.…", kept in the delivery's routing key (kombu's native_delayed_delivery).
+_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
+
+
+def queue_of(routing_key: str | None) -> str | None:
+    """The queue a delivery's routing key names, without a delayed-delivery prefix.
+
+    A replay sends the job back to this queue: with the prefix it went to a queue of that long
+    name, which nothing consumes (the RabbitMQ reliability pass found it)."""
+    if not routing_key:
+        return None
+    return _DELAY_PREFIX.sub("", routing_key, count=1) or None
 
 
 def iso(timestamp: float) -> str:
@@ -61,7 +75,7 @@ def make_entry(
         "retries": retries,
         "first_failed_at": iso(first_failed_at if first_failed_at is not None else now),
         "last_failed_at": iso(now),
-        "queue": queue,
+        "queue": queue_of(queue),
         "headers": _jsonable(headers or {}),
         "truncated": False,
     }

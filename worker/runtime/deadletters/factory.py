@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from articles_client.errors import ConfigurationError
+from worker.runtime.deadletters.amqp_store import AmqpStore
 from worker.runtime.deadletters.redis_store import RedisStore
 from worker.runtime.deadletters.sqlite_store import SqliteStore
 from worker.runtime.deadletters.store import DeadLetterStore, DeliveryCounter
@@ -14,23 +15,24 @@ from worker.runtime.settings import VAR_DIR, Settings, get_settings, mask_url
 
 SQLITE_FILE = "dead-letters.db"
 _REDIS = ("redis://", "rediss://")
+_AMQP = ("amqp://", "amqps://", "pyamqp://")
 
 
 def store_location(settings: Settings) -> str:
-    """Where dead letters live under these settings: a Redis URL or the SQLite file's path.
+    """Where dead letters live under these settings: a Redis URL, the RabbitMQ broker's URL (its
+    queue `articles.dead_letters`) or the SQLite file's path.
 
-    Raises `ConfigurationError` when no store fits (RabbitMQ with a non-Redis result backend
-    and no DEAD_LETTER_URL).
+    Raises `ConfigurationError` when no store fits (a broker none of the stores knows).
     """
     if settings.dead_letter_url:
         return settings.dead_letter_url
     broker = settings.celery_broker_url
     if broker.startswith(_REDIS):
         return broker
-    if broker.startswith(("amqp://", "amqps://")) and settings.celery_result_backend.startswith(
-        _REDIS
-    ):
-        return settings.celery_result_backend
+    if broker.startswith(_AMQP):
+        # Beside the counters when results are on Redis; else in RabbitMQ, no extra server.
+        backend = settings.celery_result_backend
+        return backend if backend.startswith(_REDIS) else broker
     if broker.startswith("sqla+sqlite"):
         return str((VAR_DIR / SQLITE_FILE).resolve())
     raise ConfigurationError(
@@ -51,6 +53,8 @@ def open_store(settings: Settings) -> DeadLetterStore:
         return RedisStore(
             location, max_entry_bytes=max_bytes, retention_seconds=retention, counter_ttl=ttl
         )
+    if location.startswith(_AMQP):
+        return AmqpStore(location, max_entry_bytes=max_bytes, retention_seconds=retention)
     return SqliteStore(
         Path(location), max_entry_bytes=max_bytes, retention_seconds=retention, counter_ttl=ttl
     )
@@ -70,7 +74,7 @@ def current_store() -> DeadLetterStore:
 
 
 def current_counter() -> DeliveryCounter | None:
-    """This process's delivery counter: the store itself, when it keeps counts (an AMQP store
-    relies on the quorum queue's own delivery count instead)."""
+    """This process's delivery counter: the store itself, when it keeps counts (the AMQP store
+    does not: hooks.py reads the quorum queue's own delivery count instead)."""
     store = current_store()
     return store if isinstance(store, DeliveryCounter) else None

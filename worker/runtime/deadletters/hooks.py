@@ -28,6 +28,13 @@ from worker.runtime.deadletters.store import Entry
 log = logging.getLogger(__name__)
 
 _STARTED_ATTR = "articles_started_at"
+# RabbitMQ's quorum queues add this header to a message they deliver again.
+QUORUM_COUNT_HEADER = "x-delivery-count"
+# With no counter in a store (RabbitMQ with database results), the quorum queue's count stands
+# in. It counts every return, deploys and prefetched messages included, not only crashes: a
+# generous backstop, never below MAX_DELIVERIES, so restarts do not dead-letter a healthy job.
+QUORUM_DELIVERY_LIMIT = 10
+_quorum_counted: set[str] = set()
 # Delivery counts of the tasks running in this process, by task id (read by `before_start`).
 _counts: dict[str, int] = {}
 
@@ -35,6 +42,20 @@ _counts: dict[str, int] = {}
 def deliveries_of(task_id: str) -> int:
     """This delivery's number, as counted when the task started (0 if it could not be)."""
     return _counts.get(task_id, 0)
+
+
+def delivery_limit(task_id: str, max_deliveries: int) -> int:
+    """The deliveries allowed before the job counts as poison: MAX_DELIVERIES for a count of
+    crashes, a generous backstop for a quorum queue's count of every return."""
+    if task_id in _quorum_counted:
+        return max(max_deliveries, QUORUM_DELIVERY_LIMIT)
+    return max_deliveries
+
+
+def _quorum_deliveries(task: Any) -> int:
+    # The header counts earlier deliveries; the classic `celery` queue sends none (count 1).
+    request = getattr(task, "request", None)
+    return int(getattr(request, QUORUM_COUNT_HEADER, None) or 0) + 1
 
 
 def started_at(request: Any, default: float) -> float:
@@ -51,7 +72,11 @@ def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> N
         setattr(task.request, _STARTED_ATTR, time.time())
     try:
         counter = current_counter()
-        _counts[task_id] = counter.delivered(task_id) if counter is not None else 0
+        if counter is not None:
+            _counts[task_id] = counter.delivered(task_id)
+        else:
+            _counts[task_id] = _quorum_deliveries(task)
+            _quorum_counted.add(task_id)
     except Exception as exc:
         # A store that cannot be reached must not stop the work; only the crash cap is lost.
         log.warning("could not count this delivery: %s: %s", type(exc).__name__, exc)
@@ -60,6 +85,7 @@ def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> N
 
 @task_postrun.connect
 def _forget_delivery(task_id: str | None = None, **_: Any) -> None:
+    _quorum_counted.discard(task_id or "")
     if task_id is None or _counts.pop(task_id, None) is None:
         return
     try:

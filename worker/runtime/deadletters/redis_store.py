@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 
 import redis
 
@@ -61,6 +62,9 @@ class RedisStore:
             pipe.zrem(INDEX_KEY, task_id)
             removed, _ = pipe.execute()
         return bool(removed)
+
+    def remove_many(self, task_ids: Collection[str]) -> int:
+        return sum(self.remove(task_id) for task_id in task_ids)
 
     def count(self) -> int:
         return int(self._client.hlen(ENTRIES_KEY))

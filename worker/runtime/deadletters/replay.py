@@ -14,6 +14,7 @@ from celery import Celery
 
 from articles_client.errors import ArticlesError
 from worker.runtime import retry_policy
+from worker.runtime.deadletters.entry import queue_of
 from worker.runtime.deadletters.store import Entry
 
 # Celery's own protocol headers: rebuilt by `send_task`, never copied from an old message.
@@ -46,8 +47,9 @@ def replay(app: Celery, entry: Entry) -> None:
         raise NotReplayable(f"{entry['task_id']}: no task name or arguments to send")
     headers = {k: v for k, v in (entry.get("headers") or {}).items() if k not in _PROTOCOL_HEADERS}
     options: dict[str, Any] = {"headers": headers} if headers else {}
-    if entry.get("queue"):
-        options["queue"] = entry["queue"]
+    queue = queue_of(entry.get("queue"))  # entries written before the prefix was dropped
+    if queue:
+        options["queue"] = queue
     app.send_task(
         entry["task"],
         args=entry["args"],
@@ -66,7 +68,7 @@ def _publish_raw(app: Celery, entry: Entry) -> None:
     content_type = headers.pop("content_type", None) or "application/json"
     content_encoding = headers.pop("content_encoding", None) or "utf-8"
     headers.pop(retry_policy.FIRST_ATTEMPT_HEADER, None)
-    queue = entry.get("queue") or app.conf.task_default_queue
+    queue = queue_of(entry.get("queue")) or app.conf.task_default_queue
     with app.producer_or_acquire() as producer:
         producer.publish(
             base64.b64decode(entry["raw_body"]),

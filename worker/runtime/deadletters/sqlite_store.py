@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from worker.runtime.deadletters import entry as entries
@@ -66,6 +67,9 @@ class SqliteStore:
     def remove(self, task_id: str) -> bool:
         cursor = self._db.execute("DELETE FROM dead_letters WHERE task_id = ?", (task_id,))
         return cursor.rowcount > 0
+
+    def remove_many(self, task_ids: Collection[str]) -> int:
+        return sum(self.remove(task_id) for task_id in task_ids)
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])

@@ -1,12 +1,14 @@
 """What every dead-letter store offers (docs/design.md section 2), whatever holds it.
 
 A store keeps one JSON entry per task id, ordered by its last failure, and the delivery counters
-that catch a job killing its worker. The Redis and SQLite stores here, and an AMQP-queue store
-later, all satisfy these protocols; `factory.open_store` picks one from the settings.
+that catch a job killing its worker. The Redis and SQLite stores satisfy both protocols; the
+RabbitMQ-queue store only `DeadLetterStore` (the quorum queue counts deliveries instead);
+`factory.open_store` picks one from the settings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 Entry = dict[str, Any]
@@ -25,6 +27,10 @@ class DeadLetterStore(Protocol):
 
     def remove(self, task_id: str) -> bool:
         """Delete one entry; False if there was none."""
+        ...
+
+    def remove_many(self, task_ids: Collection[str]) -> int:
+        """Delete these entries in one go; return how many there were."""
         ...
 
     def count(self) -> int: ...
