@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,43 +54,52 @@ async def run_pipeline(ctx: TaskContext, payload: PipelineRunPayload) -> dict[st
         run_id, expected = await jobs.start_run(
             session, task_id=ctx.task_id, batch_size=payload.batch_size, limit=payload.limit
         )
-    totals = BatchResult(0, 0, 0)
+    run = _Run(run_id, expected)
     try:
-        totals, complete = await _run_batches(ctx, run_id, payload, expected)
+        complete = await _run_batches(ctx, run, payload)
     except BaseException as exc:
-        await _close_run(ctx, run_id, totals, error=_describe(exc))
+        # `run.totals` holds every batch that committed, so the row keeps the counts the
+        # batches recorded instead of being reset to what a failed run never returned.
+        await _close_run(ctx, run, error=_describe(exc))
         raise
-    await _close_run(ctx, run_id, totals, error=None, complete=complete)
+    await _close_run(ctx, run, error=None, complete=complete)
     return {
         "run_id": run_id,
-        "claimed": totals.claimed,
-        "succeeded": totals.succeeded,
-        "failed": totals.failed,
+        "claimed": run.totals.claimed,
+        "succeeded": run.totals.succeeded,
+        "failed": run.totals.failed,
         "complete": complete,
     }
 
 
-async def _run_batches(
-    ctx: TaskContext, run_id: int, payload: PipelineRunPayload, expected: int
-) -> tuple[BatchResult, bool]:
-    """Run batches; return the totals and whether the run got to the end of its work."""
+@dataclass
+class _Run:
+    """A pipeline run in progress: its row and what its committed batches add up to."""
+
+    id: int
+    expected: int
+    totals: BatchResult = field(default_factory=lambda: BatchResult(0, 0, 0))
+
+
+async def _run_batches(ctx: TaskContext, run: _Run, payload: PipelineRunPayload) -> bool:
+    """Run batches, adding each to `run.totals`; return whether the run got to the end of its
+    work (False: the time budget ran out first)."""
     deadline = time.monotonic() + get_settings().pipeline_time_budget_seconds
-    progress = Progress(ctx, run_id)
-    totals = BatchResult(0, 0, 0)
+    progress = Progress(ctx, run.id)
     remaining = payload.limit
     while remaining is None or remaining > 0:
         if time.monotonic() >= deadline:
-            return totals, False
+            return False
         size = payload.batch_size if remaining is None else min(payload.batch_size, remaining)
         async with ctx.session() as session:
-            batch = await jobs.process_batch(session, run_id=run_id, limit=size, totals=totals)
+            batch = await jobs.process_batch(session, run_id=run.id, limit=size, totals=run.totals)
         if batch.claimed == 0:
             break
-        totals += batch
+        run.totals += batch
         if remaining is not None:
             remaining -= batch.claimed
-        await progress.report(totals, max(expected, totals.claimed))
-    return totals, True
+        await progress.report(run.totals, max(run.expected, run.totals.claimed))
+    return True
 
 
 def _describe(exc: BaseException) -> str:
@@ -100,15 +110,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-async def _close_run(
-    ctx: TaskContext, run_id: int, totals: BatchResult, error: str | None, complete: bool = True
-) -> None:
+async def _close_run(ctx: TaskContext, run: _Run, error: str | None, complete: bool = True) -> None:
     # Runs on a cancelled coroutine too: an await after catching the cancellation proceeds (the
     # bridge waits up to BRIDGE_CANCEL_TIMEOUT for it), so the run is closed, not left running.
     try:
         async with ctx.session() as session:
             await jobs.finish_run(
-                session, run_id=run_id, totals=totals, error=error, complete=complete
+                session, run_id=run.id, totals=run.totals, error=error, complete=complete
             )
     except Exception as exc:
-        log.warning("could not record the end of run %s: %s", run_id, type(exc).__name__)
+        log.warning("could not record the end of run %s: %s", run.id, type(exc).__name__)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from articles_client import contract
 from tests.integration.helpers import add_articles, sql
@@ -58,3 +59,35 @@ def test_a_budget_shorter_than_the_backlog_ends_cleanly_and_the_next_run_finishe
     assert sql(
         "SELECT status, times_processed AS t, count(*) AS n FROM articles GROUP BY 1, 2"
     ) == [{"status": "done", "t": 1, "n": BACKLOG}]
+
+
+def test_a_soft_limit_mid_run_loses_at_most_the_batch_in_flight_and_closes_the_run(
+    live_worker: Any,
+) -> None:
+    # The in-process worker runs solo in a thread, where Celery enforces no time limit: the
+    # bridge's own deadline cancels the coroutine inside a batch.
+    batch_size = 10
+    add_articles(BACKLOG)
+    result = app.send_task(
+        contract.RUN_PIPELINE, kwargs={"batch_size": batch_size}, soft_time_limit=0.5
+    )
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        result.get(timeout=60)
+
+    (row,) = sql("SELECT status, error, claimed, finished_at FROM pipeline_runs")
+    counts = {
+        r["status"]: r["n"] for r in sql("SELECT status, count(*) AS n FROM articles GROUP BY 1")
+    }
+    print(f"\nsoft limit 0.5 s: run closed with {row['claimed']} claimed; articles {counts}")
+    assert row["status"] == "failed"
+    assert row["error"].startswith("SoftTimeLimitExceeded")
+    assert row["finished_at"] is not None
+    assert 0 < counts.get("done", 0) < BACKLOG, "the soft limit did not cut the run short"
+    # The row counts the batches that committed: none lost, the one in flight not counted.
+    assert row["claimed"] == counts["done"]
+    # Committed batches stay done (once each); the batch in flight rolled back its write and
+    # leaves at most its own claim behind, for the lease to return.
+    assert counts.get("processing", 0) <= batch_size
+    assert sum(counts.values()) == BACKLOG
+    assert sql("SELECT max(times_processed) AS m FROM articles") == [{"m": 1}]
