@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/articles demo
 
-# Every benchmark; `make bench BENCH=outbox` (or brokers) runs one alone.
+# Every benchmark; `make bench BENCH=outbox` (or brokers, async_task) runs one alone.
 bench: $(STAMP)
 ifdef BENCH
 	$(BIN)/python -m bench.$(BENCH)
@@ -47,6 +47,7 @@ else
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.outbox
+	$(BIN)/python -m bench.async_task
 endif
 
 # The default deployment: one worker for everything but pipeline runs, and one of its own for
