@@ -34,8 +34,9 @@ from bench.config import load as load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CELERY = str(Path(sys.executable).with_name("celery"))
-RUNTIME = re.compile(r"bench-runtime (bench\.\w+) (\d+) (\d+)")
+RUNTIME = re.compile(r"bench-runtime (bench\.\w+) (\d+) (\d+) (\d+)")
 KINDS = ("bench.sync_add", "bench.async_add")
+CHUNK = 250  # pairs of tasks in flight at once
 
 
 def main() -> int:
@@ -60,20 +61,26 @@ def main() -> int:
     try:
         _wait_ready(log_path)
         started = time.perf_counter()
-        results = [
-            task.apply_async((1, 2), queue=queue)
-            for _ in range(count + warmup)
-            for task in (tasks.sync_add, tasks.async_add)
-        ]
-        for result in results:
-            assert result.get(timeout=300) == 3
+        sent = 0
+        while sent < count + warmup:
+            # In chunks: thousands of results pending at once overflow the result backend's
+            # pub/sub buffer while this process is still publishing, and replies are lost.
+            pairs = min(CHUNK, count + warmup - sent)
+            results = [
+                task.apply_async((1, 2), queue=queue)
+                for _ in range(pairs)
+                for task in (tasks.sync_add, tasks.async_add)
+            ]
+            for result in results:
+                assert result.get(timeout=120) == 3
+            sent += pairs
         elapsed = time.perf_counter() - started
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    samples: dict[str, list[tuple[float, float]]] = {kind: [] for kind in KINDS}
-    for name, wall_ns, cpu_ns in RUNTIME.findall(log_path.read_text()):
-        samples[name].append((int(wall_ns) / 1e6, int(cpu_ns) / 1e6))
+    samples: dict[str, list[tuple[float, float, int]]] = {kind: [] for kind in KINDS}
+    for name, wall_ns, cpu_ns, switches in RUNTIME.findall(log_path.read_text()):
+        samples[name].append((int(wall_ns) / 1e6, int(cpu_ns) / 1e6, int(switches)))
     load = (load_before[0], os.getloadavg()[0])
     print(f"bridge={env['ASYNC_BRIDGE']}, prefork -c 1, {count} tasks per kind, interleaved")
     print(
@@ -86,16 +93,20 @@ def main() -> int:
     return 0
 
 
-def _report(samples: dict[str, list[tuple[float, float]]]) -> None:
-    print("| task (worker, prerun to postrun) | wall median ms | p90 | CPU median ms | p90 |")
-    print("| --- | --- | --- | --- | --- |")
+def _report(samples: dict[str, list[tuple[float, float, int]]]) -> None:
+    print(
+        "| task (worker, prerun to postrun) | wall median ms | p90 | CPU median ms | p90 "
+        "| CPU mean ms | context switches, mean |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     medians: dict[str, tuple[float, float]] = {}
     for kind, values in samples.items():
         wall, cpu = [v[0] for v in values], [v[1] for v in values]
         medians[kind] = (statistics.median(wall), statistics.median(cpu))
         print(
             f"| {kind} ({len(values)}) | {medians[kind][0]:.3f} | {_p90(wall):.3f} | "
-            f"{medians[kind][1]:.3f} | {_p90(cpu):.3f} |"
+            f"{medians[kind][1]:.3f} | {_p90(cpu):.3f} | {statistics.fmean(cpu):.3f} | "
+            f"{statistics.fmean(v[2] for v in values):.1f} |"
         )
     sync, async_ = medians[KINDS[0]], medians[KINDS[1]]
     print(
