@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/articles demo
 
-# Every benchmark; `make bench BENCH=outbox` (or brokers) runs one alone.
+# Every benchmark; `make bench BENCH=outbox` (or brokers, async_task) runs one alone.
 bench: $(STAMP)
 ifdef BENCH
 	$(BIN)/python -m bench.$(BENCH)
@@ -48,6 +48,7 @@ else
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.outbox
+	$(BIN)/python -m bench.async_task
 endif
 
 # The default deployment: one worker for everything but pipeline runs, and one of its own for

@@ -1,109 +1,122 @@
-"""The public article tasks. Names and payloads are defined in `worker.contract`."""
+"""The public article tasks, written with `@async_task` like any user's task.
+
+Names and payloads are defined in `worker.contract`: `payload=` validates each call against its
+versioned contract model, as it always has (positional arguments, the sender's contract version,
+canvas predecessors).
+"""
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Task
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from articles_client import contract
 from articles_client.contract import IngestPayload, PipelineRunPayload, ProcessArticlePayload
 from tasks import jobs
-from tasks.base import ArticleTask, payload_of
 from tasks.jobs import BatchResult
 from tasks.progress import Progress
-from worker.runtime import bridge
-from worker.runtime.app import app
+from worker.runtime.async_tasks import async_task
 from worker.runtime.settings import get_settings
+from worker.runtime.task_context import TaskContext
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=contract.INGEST, base=ArticleTask, bind=True)
-def ingest(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+@async_task(name=contract.INGEST, payload=IngestPayload)
+async def ingest(session: AsyncSession, payload: IngestPayload, ctx: TaskContext) -> dict[str, Any]:
     """Store one article as `pending`; a known `external_id` (or a redelivery of this same
     message) returns the existing id."""
-    payload = payload_of(self, IngestPayload, args, kwargs)
-    return bridge.run_in_session(
-        functools.partial(jobs.ingest, payload=payload, task_id=self.request.id)
-    )
+    return await jobs.ingest(session, payload=payload, task_id=ctx.task_id)
 
 
-@app.task(name=contract.PROCESS_ARTICLE, base=ArticleTask, bind=True)
-def process_article(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+@async_task(name=contract.PROCESS_ARTICLE, payload=ProcessArticlePayload)
+async def process_article(session: AsyncSession, payload: ProcessArticlePayload) -> dict[str, Any]:
     """Process one pending article; an article already processed is reported, not redone."""
-    payload = payload_of(self, ProcessArticlePayload, args, kwargs)
-    return bridge.run_in_session(
-        functools.partial(jobs.process_article, article_id=payload.article_id)
-    )
+    return await jobs.process_article(session, article_id=payload.article_id)
 
 
-@app.task(name=contract.RUN_PIPELINE, base=ArticleTask, bind=True)
-def run_pipeline(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+@async_task(name=contract.RUN_PIPELINE, payload=PipelineRunPayload)
+async def run_pipeline(ctx: TaskContext, payload: PipelineRunPayload) -> dict[str, Any]:
     """Claim and process pending articles in batches until none are left (or `limit` is hit),
     or until `PIPELINE_TIME_BUDGET_SECONDS` is spent: then the run ends `partial` and the next
     run (beat's next tick) takes the rest.
 
-    Each batch crosses the bridge on its own, so progress is reported between batches and a soft
-    time limit loses at most the batch in flight (rolled back, its claim retried later).
+    Each batch is a transaction of its own (`ctx.session()`), so progress is reported between
+    batches and a soft time limit, which cancels the coroutine, loses at most the batch in flight
+    (rolled back, its claim retried later).
     """
-    payload = payload_of(self, PipelineRunPayload, args, kwargs)
-    run_id, expected = bridge.run_in_session(
-        functools.partial(
-            jobs.start_run,
-            task_id=self.request.id,
-            batch_size=payload.batch_size,
-            limit=payload.limit,
+    async with ctx.session() as session:
+        run_id, expected = await jobs.start_run(
+            session, task_id=ctx.task_id, batch_size=payload.batch_size, limit=payload.limit
         )
-    )
-    totals = BatchResult(0, 0, 0)
+    run = _Run(run_id, expected)
     try:
-        totals, complete = _run_batches(Progress(self, run_id), run_id, payload, expected)
+        complete = await _run_batches(ctx, run, payload)
     except BaseException as exc:
-        _close_run(run_id, totals, error=f"{type(exc).__name__}: {exc}"[:500])
+        # `run.totals` holds every batch that committed, so the row keeps the counts the
+        # batches recorded instead of being reset to what a failed run never returned.
+        await _close_run(ctx, run, error=_describe(exc))
         raise
-    _close_run(run_id, totals, error=None, complete=complete)
+    await _close_run(ctx, run, error=None, complete=complete)
     return {
         "run_id": run_id,
-        "claimed": totals.claimed,
-        "succeeded": totals.succeeded,
-        "failed": totals.failed,
+        "claimed": run.totals.claimed,
+        "succeeded": run.totals.succeeded,
+        "failed": run.totals.failed,
         "complete": complete,
     }
 
 
-def _run_batches(
-    progress: Progress, run_id: int, payload: PipelineRunPayload, expected: int
-) -> tuple[BatchResult, bool]:
-    """Run batches; return the totals and whether the run got to the end of its work."""
+@dataclass
+class _Run:
+    """A pipeline run in progress: its row and what its committed batches add up to."""
+
+    id: int
+    expected: int
+    totals: BatchResult = field(default_factory=lambda: BatchResult(0, 0, 0))
+
+
+async def _run_batches(ctx: TaskContext, run: _Run, payload: PipelineRunPayload) -> bool:
+    """Run batches, adding each to `run.totals`; return whether the run got to the end of its
+    work (False: the time budget ran out first)."""
     deadline = time.monotonic() + get_settings().pipeline_time_budget_seconds
-    totals = BatchResult(0, 0, 0)
+    progress = Progress(ctx, run.id)
     remaining = payload.limit
     while remaining is None or remaining > 0:
         if time.monotonic() >= deadline:
-            return totals, False
+            return False
         size = payload.batch_size if remaining is None else min(payload.batch_size, remaining)
-        batch = bridge.run_in_session(
-            functools.partial(jobs.process_batch, run_id=run_id, limit=size, totals=totals)
-        )
+        async with ctx.session() as session:
+            batch = await jobs.process_batch(session, run_id=run.id, limit=size, totals=run.totals)
         if batch.claimed == 0:
             break
-        totals += batch
+        run.totals += batch
         if remaining is not None:
             remaining -= batch.claimed
-        progress.report(totals, max(expected, totals.claimed))
-    return totals, True
+        await progress.report(run.totals, max(run.expected, run.totals.claimed))
+    return True
 
 
-def _close_run(run_id: int, totals: BatchResult, error: str | None, complete: bool = True) -> None:
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        # The bridge cancels the coroutine at a soft time limit (Celery's or its own) and when
+        # the worker gives up waiting for it; the task then fails with SoftTimeLimitExceeded.
+        return "SoftTimeLimitExceeded: cancelled on the async bridge"
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+async def _close_run(ctx: TaskContext, run: _Run, error: str | None, complete: bool = True) -> None:
+    # Runs on a cancelled coroutine too: an await after catching the cancellation proceeds (the
+    # bridge waits up to BRIDGE_CANCEL_TIMEOUT for it), so the run is closed, not left running.
     try:
-        bridge.run_in_session(
-            functools.partial(
-                jobs.finish_run, run_id=run_id, totals=totals, error=error, complete=complete
+        async with ctx.session() as session:
+            await jobs.finish_run(
+                session, run_id=run.id, totals=run.totals, error=error, complete=complete
             )
-        )
     except Exception as exc:
-        log.warning("could not record the end of run %s: %s", run_id, type(exc).__name__)
+        log.warning("could not record the end of run %s: %s", run.id, type(exc).__name__)

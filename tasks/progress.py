@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
-from celery import Task
 
 from tasks.jobs import BatchResult
+from worker.runtime.task_context import PROGRESS, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +22,18 @@ PAUSE_SECONDS = 10.0
 class Progress:
     """Reports a run's `PROGRESS` state (`claimed`/`done`/`total`) on a best-effort basis."""
 
-    def __init__(self, task: Task[Any, Any], run_id: int) -> None:
-        self._task = task
+    def __init__(self, ctx: TaskContext, run_id: int) -> None:
+        self._ctx = ctx
         self._run_id = run_id
         self._paused_until = 0.0
         self.failures = 0
 
-    def report(self, totals: BatchResult, total: int) -> None:
-        request = self._task.request
-        if not request.id or request.is_eager or time.monotonic() < self._paused_until:
+    async def report(self, totals: BatchResult, total: int) -> None:
+        if time.monotonic() < self._paused_until:
             return
         try:
-            self._task.update_state(state="PROGRESS", meta=self._meta(totals, total))
+            # Skipped by the context when there is no task id (a direct or eager call).
+            await self._ctx.update_state(PROGRESS, self._meta(totals, total))
         except Exception as exc:
             self.failures += 1
             self._paused_until = time.monotonic() + PAUSE_SECONDS

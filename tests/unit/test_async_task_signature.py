@@ -10,6 +10,13 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.contract import (
+    CONTRACT_VERSION,
+    PAYLOADS,
+    PUBLIC_TASKS,
+    IngestPayload,
+    ProcessArticlePayload,
+)
 from articles_client.errors import InvalidPayload
 from worker.runtime.task_context import TaskContext
 from worker.runtime.task_signature import TaskSignature, read_signature
@@ -161,3 +168,60 @@ def test_a_lone_surrogate_is_named_not_a_crash() -> None:
     # JSON may carry "\ud800"; decoded, it is a str no UTF-8 encoder accepts.
     with pytest.raises(InvalidPayload, match=r"^t\.name: status: must be valid UTF-8$"):
         _sig(_session_task).parse([], {"status": "\ud800"})
+
+
+async def _contract_task(
+    session: AsyncSession, payload: ProcessArticlePayload, ctx: TaskContext
+) -> None:
+    """A contract-model payload: what the article tasks declare."""
+
+
+def _contract_sig(fn: Any) -> TaskSignature:
+    return read_signature(fn, "articles.process_article", TaskContext, ProcessArticlePayload)
+
+
+def test_a_contract_model_payload_is_read_as_the_contract_reads_it() -> None:
+    sig = _contract_sig(_contract_task)
+    assert (sig.session, sig.context, sig.fields) == (True, "ctx", ("payload",))
+    expected = {"payload": ProcessArticlePayload(article_id=7)}
+    assert sig.parse([], {"article_id": 7}) == expected
+    assert sig.parse([7], {}) == expected  # positional, in field order
+    # A chain step: ingest's result in first position names the article.
+    assert sig.parse([{"article_id": 7, "created": True}], {}) == expected
+    with pytest.raises(InvalidPayload, match="article_id: Input should be a valid integer"):
+        sig.parse([], {"article_id": "7"})
+
+
+def test_a_contract_model_honours_the_senders_version() -> None:
+    sig = _contract_sig(_contract_task)
+    newer = f"{CONTRACT_VERSION.split('.')[0]}.999"
+    # A newer minor version may add optional fields: dropped, not an error.
+    assert sig.parse([], {"article_id": 7, "priority": 1}, newer) == {
+        "payload": ProcessArticlePayload(article_id=7)
+    }
+    # From this version (or no header) an unknown field is a typo.
+    with pytest.raises(InvalidPayload, match="priority: Extra inputs are not permitted"):
+        sig.parse([], {"article_id": 7, "priority": 1}, CONTRACT_VERSION)
+    with pytest.raises(InvalidPayload, match="the major versions differ"):
+        sig.parse([], {"article_id": 7}, "999.0")
+
+
+async def _model_and_more(payload: ProcessArticlePayload, *, extra: int) -> None: ...
+async def _other_model(payload: IngestPayload) -> None: ...
+
+
+@pytest.mark.parametrize("fn", [_model_and_more, _other_model])
+def test_a_contract_model_takes_exactly_one_parameter_annotated_so(fn: Any) -> None:
+    with pytest.raises(TypeError, match="exactly one payload parameter, annotated Process"):
+        _contract_sig(fn)
+
+
+def test_the_article_tasks_are_async_tasks_with_their_contract() -> None:
+    from tasks import articles, maintenance
+    from worker.runtime.async_tasks import AsyncTask
+
+    tasks = [articles.ingest, articles.process_article, articles.run_pipeline]
+    tasks.append(maintenance.reap_stale)
+    assert [t.name for t in tasks] == list(PUBLIC_TASKS)
+    assert all(isinstance(t, AsyncTask) for t in tasks)
+    assert [t.spec.model for t in tasks] == [PAYLOADS[name] for name in PUBLIC_TASKS]

@@ -12,9 +12,11 @@
   are Celery's own; the return value is made JSON-able and is the task's result.
 - A first parameter annotated `AsyncSession` gets a fresh session from the bridge, rolled back
   on error or cancellation and closed afterwards. Without one the coroutine just runs there.
-- Arguments are validated from the signature (`worker.runtime.task_signature`); a bad payload
-  fails at once with `InvalidPayload`, never retried.
-- A parameter annotated `TaskContext` receives the request, progress reports and lifespans.
+- Arguments are validated from the signature (`worker.runtime.task_signature`), or with
+  `payload=Model` as that versioned contract model; a bad payload fails at once with
+  `InvalidPayload`, never retried.
+- A parameter annotated `TaskContext` receives the request, progress reports, lifespans and
+  further sessions.
 - The base class is the article tasks' (`tasks.base.ArticleTask`): the same retry policy for
   transient database errors, the same expected failures.
 - The task's soft time limit is enforced on the coroutine by the bridge under every pool, and
@@ -35,6 +37,7 @@ from celery.exceptions import Ignore
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from articles_client.contract import CONTRACT_HEADER, Payload
 from db import queries
 from tasks.base import ArticleTask
 from worker.runtime import bridge
@@ -69,10 +72,20 @@ class AsyncTask(ArticleTask):
     once: bool = False
 
 
-def async_task(*, name: str, once: bool = False, **options: Any) -> Callable[[AsyncFn], Any]:
+def async_task(
+    *,
+    name: str,
+    payload: type[Payload] | None = None,
+    once: bool = False,
+    **options: Any,
+) -> Callable[[AsyncFn], Any]:
     """Register the decorated `async def` function as the Celery task `name` on `worker.app`.
 
-    `options` are Celery's task options, passed through. `once=True` (session tasks only)
+    `options` are Celery's task options, passed through. `payload=Model` validates the
+    arguments as that contract model (`articles_client.contract.Payload`), as the article tasks
+    do: positional arguments in field order, the sender's contract version from the message
+    header `articles_contract`, the canvas predecessors the contract accepts; the function
+    takes the model in its one parameter annotated `Model`. `once=True` (session tasks only)
     records the task id in `task_runs` in the task's own transaction, so a duplicate delivery
     after a committed run does nothing; such a task must commit once, at its end.
     """
@@ -85,7 +98,7 @@ def async_task(*, name: str, once: bool = False, **options: Any) -> Callable[[As
     def decorate(fn: AsyncFn) -> Any:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"{name}: @async_task decorates an `async def` function")
-        spec = read_signature(fn, name, TaskContext)
+        spec = read_signature(fn, name, TaskContext, payload)
         if once and not spec.session:
             raise TypeError(f"{name}: once=True needs an AsyncSession first parameter")
         attrs: dict[str, Any] = {"spec": spec, "coroutine": staticmethod(fn), "once": once}
@@ -108,7 +121,9 @@ def _runner(fn: AsyncFn) -> Callable[..., Any]:
 
 def _execute(task: AsyncTask, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     spec = task.spec
-    params = spec.parse(args, kwargs)
+    # Read only for a contract model: the header is absent from most requests.
+    version = getattr(task.request, CONTRACT_HEADER, None) if spec.model else None
+    params = spec.parse(args, kwargs, version)
     the_bridge = bridge.get_bridge()
     limit = soft_limit(task)
     fn: AsyncFn = task.coroutine
@@ -142,7 +157,7 @@ def _with_context(fn: AsyncFn, param: str, the_bridge: bridge.Bridge, task: Asyn
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         async with the_bridge.resources() as resources:
-            kwargs[param] = TaskContext(task, request, backend, resources)
+            kwargs[param] = TaskContext(task, request, backend, resources, the_bridge.session)
             return await fn(*args, **kwargs)
 
     return call

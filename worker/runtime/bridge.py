@@ -95,6 +95,11 @@ class Bridge(Protocol):
     def resources(self) -> AbstractAsyncContextManager[lifespan.Resources]:
         """The lifespans of the running call's loop (called on that loop, inside `run`)."""
 
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A fresh session, opened inside a running call (on its loop), as `run_in_session`'s:
+        errors translated, rolled back on error or cancellation, closed on exit. For a call
+        that needs several transactions of its own, such as one per batch."""
+
     def close(self) -> None:
         """Release connections and threads. The bridge is unusable afterwards."""
 
@@ -187,6 +192,19 @@ async def _in_session(maker: async_sessionmaker[AsyncSession], fn: SessionFn[T])
             raise
 
 
+@contextlib.asynccontextmanager
+async def _session(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    # `_in_session` as a context manager. That one stays a plain coroutine: it is on every
+    # task's path, where a generator-based context manager would add its frames to each call.
+    async with maker() as session:
+        try:
+            with translate_errors():
+                yield session
+        except BaseException:
+            await _quiet_rollback(session)
+            raise
+
+
 async def _quiet_rollback(session: AsyncSession) -> None:
     try:
         await asyncio.shield(session.rollback())
@@ -222,6 +240,9 @@ class NullPoolBridge:
     def resources(self) -> AbstractAsyncContextManager[lifespan.Resources]:
         # Each call's loop is closed after it: nothing loop-bound may outlive the call.
         return lifespan.per_call()
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return _session(self._maker)
 
     def close(self) -> None:
         # NullPool keeps nothing open; disposing only drops the dialect's caches.
@@ -342,6 +363,9 @@ class LoopBridge:
     async def resources(self) -> AsyncIterator[lifespan.Resources]:
         # One loop for the process's lifetime: lifespans are shared and exited at `close`.
         yield self._resources
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return _session(self._maker)
 
     def close(self) -> None:
         """Exit the lifespans and dispose of the engine on the loop, then stop and close it."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from celery import Task
 from celery.app.task import Context
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from worker.runtime.lifespan import Lifespan, Resources
 
@@ -31,16 +33,22 @@ class TaskContext:
     session); it is injected, never part of the payload.
     """
 
-    __slots__ = ("_backend", "_resources", "_task", "request")
+    __slots__ = ("_backend", "_resources", "_sessions", "_task", "request")
 
     def __init__(
-        self, task: Task[Any, Any], request: Context, backend: Any, resources: Resources
+        self,
+        task: Task[Any, Any],
+        request: Context,
+        backend: Any,
+        resources: Resources,
+        sessions: Callable[[], AbstractAsyncContextManager[AsyncSession]],
     ) -> None:
         # `backend` is the worker thread's: Celery's `app.backend` is per thread, and a
         # redis-py client is thread-safe, so progress reports reuse its connections.
         self._task = task
         self._backend = backend
         self._resources = resources
+        self._sessions = sessions
         self.request = request
 
     @property
@@ -57,6 +65,17 @@ class TaskContext:
     def retries(self) -> int:
         """How many times this task id was retried before this attempt (0 on the first)."""
         return int(self.request.retries or 0)
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A fresh session of the bridge, for a task that needs several transactions:
+
+            async with ctx.session() as session:
+                ...  # commit yourself
+
+        As the injected one: rolled back on error or cancellation, closed on exit. A task
+        cancelled at its soft limit loses only the transaction in flight.
+        """
+        return self._sessions()
 
     async def resource(self, factory: Lifespan[T]) -> T:
         """What the `@lifespan` `factory` yielded, entered on this loop on first use."""

@@ -5,6 +5,11 @@ bridge), a parameter annotated `TaskContext` (injected by the task), and the pay
 else, validated with pydantic in strict JSON mode. Strict JSON mode is what the wire carries:
 `"12"` is not an int and `true` is not a number, but an ISO string is a `datetime`, and a string
 is a `UUID` or a `Decimal`, where the annotation asks for one. Unknown arguments are errors.
+
+Or the payload is a versioned contract model (`@async_task(payload=Model)`, as the article
+tasks are): the function then takes the one parameter annotated `Model`, and the arguments are
+read by `articles_client.contract.parse_payload`, with the sender's contract version from the
+message header and the canvas predecessors that contract accepts.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # pydantic needs typing_extensions' TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
-from articles_client.contract import describe_validation
+from articles_client.contract import Payload, describe_validation, parse_payload
 from articles_client.errors import InvalidPayload
 
 
@@ -34,14 +39,25 @@ class TaskSignature:
     session: bool
     context: str | None
     fields: tuple[str, ...]
-    adapter: TypeAdapter[dict[str, Any]]
+    adapter: TypeAdapter[dict[str, Any]] | None
+    # Set when the payload is a contract model: the one payload parameter is `fields[0]`.
+    model: type[Payload] | None = None
 
-    def parse(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def parse(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], sender_version: str | None = None
+    ) -> dict[str, Any]:
         """The validated keyword arguments of one call; `InvalidPayload` names each problem.
 
         Positional arguments map onto the payload parameters in order, as the article tasks'
-        contract does, so a client that sends only `args` works too.
+        contract does, so a client that sends only `args` works too. `sender_version` is the
+        contract version the message was sent under; only a contract model reads it.
         """
+        if self.model is not None:
+            payload = parse_payload(
+                self.model, self.task_name, args, kwargs, sender_version=sender_version
+            )
+            return {self.fields[0]: payload}
+        assert self.adapter is not None  # set whenever model is not
         if len(args) > len(self.fields):
             raise InvalidPayload(
                 f"{self.task_name} takes at most {len(self.fields)} positional argument(s) "
@@ -70,8 +86,16 @@ class TaskSignature:
             raise InvalidPayload(f"{self.task_name}: {'; '.join(problems)}") from None
 
 
-def read_signature(fn: Callable[..., Any], task_name: str, context_type: type) -> TaskSignature:
-    """Read `fn`'s parameters; raise `TypeError` at decoration time for what cannot work."""
+def read_signature(
+    fn: Callable[..., Any],
+    task_name: str,
+    context_type: type,
+    model: type[Payload] | None = None,
+) -> TaskSignature:
+    """Read `fn`'s parameters; raise `TypeError` at decoration time for what cannot work.
+
+    With `model`, the payload is that contract model, taken by the one parameter annotated so.
+    """
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
@@ -101,12 +125,35 @@ def read_signature(fn: Callable[..., Any], task_name: str, context_type: type) -
             continue
         required = param.default is inspect.Parameter.empty
         fields[param.name] = Required[hint] if required else NotRequired[hint]
+    if model is not None:
+        annotated = {name: hints[name] for name in fields}
+        return _contract_signature(task_name, session, context, annotated, model)
     return TaskSignature(
         task_name=task_name,
         session=session,
         context=context,
         fields=tuple(fields),
         adapter=TypeAdapter(_payload_type(fn, fields)),
+    )
+
+
+def _contract_signature(
+    task_name: str, session: bool, context: str | None, fields: dict[str, Any], model: type
+) -> TaskSignature:
+    if not (isinstance(model, type) and issubclass(model, Payload)):
+        raise TypeError(f"{task_name}: payload= takes a contract model (a Payload subclass)")
+    if len(fields) != 1 or not _is(next(iter(fields.values())), model):
+        raise TypeError(
+            f"{task_name}: with payload={model.__name__}, the function takes exactly one "
+            f"payload parameter, annotated {model.__name__}"
+        )
+    return TaskSignature(
+        task_name=task_name,
+        session=session,
+        context=context,
+        fields=tuple(fields),
+        adapter=None,
+        model=model,
     )
 
 
