@@ -4,7 +4,9 @@
 - `BENCH_REPEATS` (default 3): repeated runs per measurement; the table shows medians.
 - `BENCH_DATABASE_NAME` (default `articles_bench`), `BENCH_REDIS_DB` (default 12),
   `BENCH_PG_ADMIN_URL`, `BENCH_REDIS_HOST`: the servers. The database is dropped and recreated.
-- `BENCH_CONCURRENCY` (default 2): prefork children per worker, the same for every row.
+- `BENCH_CONCURRENCY` (default 2): prefork children per worker, and the peers' worker processes
+  (one job at a time each), the same for every row.
+- `BENCH_PEER_TASKS` (default 3000): articles per run of each peer (taskiq, ARQ).
 - `BENCH_OUT` (default `bench/`): where results.md and results.png go.
 """
 
@@ -27,6 +29,7 @@ class BenchConfig:
     noop_tasks: int
     article_tasks_loop: int
     article_tasks_nullpool: int
+    peer_tasks: int
     memory_tasks: int
     warmup_tasks: int
     pipeline_articles: int
@@ -47,14 +50,16 @@ class BenchConfig:
         """The same database for asyncpg itself (no SQLAlchemy driver suffix)."""
         return self.database_url.replace("+asyncpg", "")
 
-    def worker_env(self, bridge: str) -> dict[str, str]:
+    def worker_env(self, bridge: str, database_url: str | None = None) -> dict[str, str]:
+        """A worker's environment; `database_url` replaces the bench database's (a login)."""
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=self.database_url,
+            DATABASE_URL=database_url or self.database_url,
             CELERY_BROKER_URL=self.redis_url,
             CELERY_RESULT_BACKEND=self.redis_url,
             ASYNC_BRIDGE=bridge,
-            EXTRA_TASK_MODULES="tests.support.tasks",
+            EXTRA_TASK_MODULES="tests.support.tasks,bench.reference_tasks",
+            BENCH_PEER_REDIS_URL=self.redis_url,
         )
         return env
 
@@ -70,6 +75,7 @@ def load() -> BenchConfig:
         noop_tasks=_int("BENCH_NOOP_TASKS", 200 if quick else 4000),
         article_tasks_loop=_int("BENCH_ARTICLE_TASKS", 100 if quick else 3000),
         article_tasks_nullpool=_int("BENCH_ARTICLE_TASKS_NULLPOOL", 60 if quick else 1000),
+        peer_tasks=_int("BENCH_PEER_TASKS", 100 if quick else 3000),
         memory_tasks=_int("BENCH_MEMORY_TASKS", 100 if quick else 20_000),
         warmup_tasks=_int("BENCH_WARMUP_TASKS", 20 if quick else 2000),
         pipeline_articles=_int("BENCH_PIPELINE_ARTICLES", 500 if quick else 10_000),
