@@ -47,7 +47,11 @@ def run(cfg: BenchConfig) -> None:
         "mode": "quick smoke run (numbers not meaningful)" if cfg.quick else "full run",
         "repeats": str(cfg.repeats),
         "concurrency": str(cfg.concurrency),
-        "peer_tasks": str(cfg.peer_tasks),
+        "tasks per run": (
+            f"empty {cfg.noop_tasks}, process_article loop/sync {cfg.article_tasks_loop}, "
+            f"nullpool {cfg.article_tasks_nullpool}, peers {cfg.peer_tasks}, "
+            f"warm-up {cfg.warmup_tasks}"
+        ),
         "memory_tasks": str(cfg.memory_tasks),
         "pipeline_articles": str(cfg.pipeline_articles),
         "batch_size": str(cfg.batch_size),
