@@ -86,7 +86,7 @@ def task_throughput(
         worker.app.send_task(name, kwargs=kw, queue=worker.queue, task_id=task_id)
     worker.resume()
     done = _wait_results(client, ids)
-    return _steady_rate(done)
+    return steady_rate(done)
 
 
 def _wait_results(client: redis.Redis, ids: Sequence[str], timeout: float = 900) -> list[float]:
@@ -119,7 +119,8 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _steady_rate(times: list[float]) -> float:
+def steady_rate(times: list[float]) -> float:
+    """Completions per second over the middle 80% of the sorted completion times."""
     first, last = int(len(times) * 0.1), int(len(times) * 0.9) - 1
     return (last - first) / (times[last] - times[first])
 

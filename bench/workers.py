@@ -60,16 +60,18 @@ def running_worker(
     concurrency: int,
     log_dir: Path,
     queue: str | None = None,
+    app_module: str = "worker",
 ) -> Iterator[Worker]:
-    """A prefork worker consuming only its own queue (`bench.<name>` unless given), logging
-    warnings only (every row alike)."""
+    """A prefork worker of `app_module`'s app consuming only its own queue (`bench.<name>` unless
+    given), logging warnings only (every row alike)."""
     node = f"{name}-{uuid.uuid4().hex[:6]}@bench"
     queue = queue or f"bench.{name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     args = [
-        CELERY, "-A", "worker", "worker", "-l", "warning", "-P", "prefork", "-c", str(concurrency),
-        "-n", node, "-Q", queue, "--without-heartbeat", "--without-mingle", "--without-gossip",
+        CELERY, "-A", app_module, "worker", "-l", "warning", "-P", "prefork",
+        "-c", str(concurrency), "-n", node, "-Q", queue,
+        "--without-heartbeat", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
