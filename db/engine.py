@@ -104,7 +104,7 @@ def _set_local_limits(engine: AsyncEngine, limits: dict[str, str]) -> None:
 def make_engine(
     url: str, *, pool_size: int | None = None, options: EngineOptions | None = None
 ) -> AsyncEngine:
-    """Create an engine: `NullPool` when `pool_size` is None, else a pre-pinged pool of that size.
+    """Create an engine: `NullPool` when `pool_size` is None, else a pool of that size.
 
     A pooled engine is bound to the event loop its connections were opened on; only the `loop`
     bridge, which owns one loop for the process's lifetime, passes a pool size.
@@ -117,7 +117,10 @@ def make_engine(
         kwargs.update(
             pool_size=pool_size,
             max_overflow=2,
-            pool_pre_ping=True,  # replaces connections killed by a database restart
+            # No pre-ping: it cost a round trip on every checkout to find what the first statement
+            # finds anyway. A connection found dead at use is invalidated by SQLAlchemy (with every
+            # older connection of the pool), and the task fails with `TransientError` and retries
+            # (db/errors.py); the retry gets a fresh connection.
             pool_recycle=1800,
             pool_timeout=30,
         )
