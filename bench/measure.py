@@ -85,11 +85,11 @@ def task_throughput(
     for task_id, kw in zip(ids, kwargs, strict=True):
         worker.app.send_task(name, kwargs=kw, queue=worker.queue, task_id=task_id)
     worker.resume()
-    done = _wait_results(client, ids)
-    return _steady_rate(done)
+    done = wait_results(client, ids)
+    return steady_rate(done)
 
 
-def _wait_results(client: redis.Redis, ids: Sequence[str], timeout: float = 900) -> list[float]:
+def wait_results(client: redis.Redis, ids: Sequence[str], timeout: float = 900) -> list[float]:
     keys = [f"celery-task-meta-{i}" for i in ids]
     deadline = time.monotonic() + timeout
     # Poll only the last task until it is over, so polling costs nothing while the worker runs.
@@ -119,7 +119,7 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _steady_rate(times: list[float]) -> float:
+def steady_rate(times: list[float]) -> float:
     first, last = int(len(times) * 0.1), int(len(times) * 0.9) - 1
     return (last - first) / (times[last] - times[first])
 

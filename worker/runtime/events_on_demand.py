@@ -23,7 +23,8 @@ class EventsOnDemand(Events):
 
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
-        self.enabled = not self.send_events  # Celery's own step runs otherwise
+        celery_sends: bool = getattr(self, "send_events", False)
+        self.enabled = not celery_sends  # Celery's own step runs otherwise
         self.send_events = True
         self.groups = ["worker"]
 
