@@ -9,7 +9,9 @@ default `make bench`: at this machine's rates a full soak takes about an hour.
 - `SOAK_TASKS`, `SOAK_EVERY`, `SOAK_BRIDGES` (default `loop,nullpool`);
 - the servers and database as for `make bench` (bench/config.py), but by default its own database
   `articles_soak` and Redis db 13;
-- the table goes to stdout as it grows and to `bench/soak_results.md` (`BENCH_OUT`).
+- the table goes to stdout as it grows and to `bench/soak_results.md` (`BENCH_OUT`);
+- `SOAK_TRACEMALLOC=1`: the worker's main process traces its allocations and writes the sites that
+  grew most after every round (bench/memtrace.py), next to the table.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ def main() -> int:
     total = int(os.environ.get("SOAK_TASKS", 200_000))
     every = int(os.environ.get("SOAK_EVERY", 20_000))
     bridges = os.environ.get("SOAK_BRIDGES", "loop,nullpool").split(",")
+    traced = os.environ.get("SOAK_TRACEMALLOC", "") not in ("", "0")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     out = cfg.out_dir / "soak_results.md"
     client = redis.Redis.from_url(cfg.redis_url)
@@ -144,8 +147,12 @@ def main() -> int:
         soak = Soak(bridge)
         soaks.append(soak)
         log_dir = ROOT / "var" / "bench"
+        env = cfg.worker_env(bridge)
+        if traced:
+            env["EXTRA_TASK_MODULES"] += ",bench.memtrace"
+            env["SOAK_TRACEMALLOC_DIR"] = str(cfg.out_dir)
         with running_worker(
-            app, cfg.worker_env(bridge), name=f"soak-{bridge}", concurrency=2, log_dir=log_dir
+            app, env, name=f"soak-{bridge}", concurrency=2, log_dir=log_dir
         ) as worker:
             done = 0
             while done < total:
@@ -157,6 +164,8 @@ def main() -> int:
                 _clear_results(client)
                 done += count
                 pid = worker.popen.pid
+                if traced:
+                    os.kill(pid, signal.SIGUSR2)
                 children = _children(pid)
                 soak.samples.append(
                     Sample(
