@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 APPLICATION_NAME = "articles-worker"
+# An execution option every connection of a PgBouncer-mode engine carries (see autocommit_next).
+PGBOUNCER_OPTION = "articles_pgbouncer"
 
 
 @dataclass(frozen=True)
@@ -124,12 +126,27 @@ def make_engine(
             pool_recycle=1800,
             pool_timeout=30,
         )
+    if options.pgbouncer:
+        kwargs["execution_options"] = {PGBOUNCER_OPTION: True}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _sqlite_pragmas(engine)
     elif options.pgbouncer and options.limits():
         _set_local_limits(engine, options.limits())
     return engine
+
+
+async def autocommit_next(session: AsyncSession) -> None:
+    """Run the session's next transaction as single statements, each committed on its own: no
+    BEGIN and no COMMIT, two round trips that carry nothing around one statement.
+
+    Not behind PgBouncer in transaction mode: outside a transaction, a statement's prepare and
+    its execution are two transactions to PgBouncer and may reach different server connections
+    ("prepared statement ... does not exist").
+    """
+    bind = session.bind
+    if bind is not None and not bind.sync_engine.get_execution_options().get(PGBOUNCER_OPTION):
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

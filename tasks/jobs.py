@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from articles_client.contract import IngestPayload
 from articles_client.errors import ArticleRejected, InvalidPayload
-from db import queries
+from db import engine, queries
 from db.queries import Claimed, Outcome
 from tasks import analysis
 from worker.runtime.settings import get_settings
@@ -104,9 +104,8 @@ async def process_article(session: AsyncSession, article_id: int) -> dict[str, A
         return {"article_id": article_id, "status": "failed", "word_count": None}
     if attempt is not None and attempt.article is not None:
         outcome = decide(attempt.article)
-        # One statement needs no transaction around it: BEGIN and COMMIT would be two round
-        # trips that carry nothing.
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # One statement needs no transaction around it.
+        await engine.autocommit_next(session)
         written = await queries.write_outcomes(
             session, token=token, outcomes=[outcome], held_as="pending"
         )
