@@ -40,7 +40,8 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/articles demo
 
-# Every benchmark; `make bench BENCH=outbox` (or brokers, async_task) runs one alone.
+# Every benchmark; `make bench BENCH=outbox` (or brokers, async_task, sent_events) runs one alone.
+# `make bench BENCH=soak` (about an hour) is the memory soak, not part of the default run.
 bench: $(STAMP)
 ifdef BENCH
 	$(BIN)/python -m bench.$(BENCH)

@@ -18,3 +18,6 @@ if not _auth or ":" not in _auth:
 basic_auth = [pair.strip() for pair in _auth.split(",") if pair.strip()]
 # Flower keeps task history in memory; bound it.
 max_tasks = 10000
+# Workers start with task events off; Flower turns them on every few seconds while it runs
+# (Flower's default, stated here because the worker settings rely on it).
+enable_events = True

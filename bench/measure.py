@@ -85,11 +85,11 @@ def task_throughput(
     for task_id, kw in zip(ids, kwargs, strict=True):
         worker.app.send_task(name, kwargs=kw, queue=worker.queue, task_id=task_id)
     worker.resume()
-    done = _wait_results(client, ids)
+    done = wait_results(client, ids)
     return steady_rate(done)
 
 
-def _wait_results(client: redis.Redis, ids: Sequence[str], timeout: float = 900) -> list[float]:
+def wait_results(client: redis.Redis, ids: Sequence[str], timeout: float = 900) -> list[float]:
     keys = [f"celery-task-meta-{i}" for i in ids]
     deadline = time.monotonic() + timeout
     # Poll only the last task until it is over, so polling costs nothing while the worker runs.

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 APPLICATION_NAME = "articles-worker"
+# An execution option every connection of a PgBouncer-mode engine carries (see autocommit_next).
+PGBOUNCER_OPTION = "articles_pgbouncer"
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _set_local_limits(engine: AsyncEngine, limits: dict[str, str]) -> None:
 def make_engine(
     url: str, *, pool_size: int | None = None, options: EngineOptions | None = None
 ) -> AsyncEngine:
-    """Create an engine: `NullPool` when `pool_size` is None, else a pre-pinged pool of that size.
+    """Create an engine: `NullPool` when `pool_size` is None, else a pool of that size.
 
     A pooled engine is bound to the event loop its connections were opened on; only the `loop`
     bridge, which owns one loop for the process's lifetime, passes a pool size.
@@ -117,16 +119,34 @@ def make_engine(
         kwargs.update(
             pool_size=pool_size,
             max_overflow=2,
-            pool_pre_ping=True,  # replaces connections killed by a database restart
+            # No pre-ping: it cost a round trip on every checkout to find what the first statement
+            # finds anyway. A connection found dead at use is invalidated by SQLAlchemy (with every
+            # older connection of the pool), and the task fails with `TransientError` and retries
+            # (db/errors.py); the retry gets a fresh connection.
             pool_recycle=1800,
             pool_timeout=30,
         )
+    if options.pgbouncer:
+        kwargs["execution_options"] = {PGBOUNCER_OPTION: True}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _sqlite_pragmas(engine)
     elif options.pgbouncer and options.limits():
         _set_local_limits(engine, options.limits())
     return engine
+
+
+async def autocommit_next(session: AsyncSession) -> None:
+    """Run the session's next transaction as single statements, each committed on its own: no
+    BEGIN and no COMMIT, two round trips that carry nothing around one statement.
+
+    Not behind PgBouncer in transaction mode: outside a transaction, a statement's prepare and
+    its execution are two transactions to PgBouncer and may reach different server connections
+    ("prepared statement ... does not exist").
+    """
+    bind = session.bind
+    if bind is not None and not bind.sync_engine.get_execution_options().get(PGBOUNCER_OPTION):
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

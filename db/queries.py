@@ -182,51 +182,59 @@ async def fail_exhausted(session: AsyncSession, *, lease_seconds: float, max_att
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def count_attempt(
-    session: AsyncSession, *, article_id: int, lease_seconds: float, max_attempts: int
-) -> bool:
-    """Count one attempt at an article that is claimable (pending, or held past its lease), to
-    be committed before the work starts; False if it is not claimable. An article whose attempts
-    are spent is marked failed instead.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What `count_attempt` did: counted an attempt and read the article (`article`), or found
+    its attempts spent and marked it failed (`article` None)."""
 
-    Committed on its own, the count survives a crash of the work's transaction, so an article
-    that kills its worker process reaches `max_attempts` and stops being retried.
+    article: Claimed | None
+
+
+async def count_attempt(
+    session: AsyncSession,
+    *,
+    article_id: int,
+    token: str,
+    lease_seconds: float,
+    max_attempts: int,
+) -> Attempt | None:
+    """Count one attempt at an article that is claimable (pending, or held past its lease) and
+    read its body, in one statement; None if it is not claimable (done, failed, or held by a
+    live claim). An article whose attempts are spent is marked failed instead.
+
+    The article is left `pending` under `token`, for `write_outcomes(..., held_as="pending")`:
+    committed before the work, the count survives a crash of the work (an article that kills
+    its worker process reaches `max_attempts` and stops being retried), and the article stays
+    free for a retry at once. A later counter or claimer replaces the token, so only the last
+    one's write counts.
     """
-    # One statement for one row: an article whose attempts are spent fails instead of counting.
     spent = Article.attempts >= max_attempts
     stmt = (
         update(Article)
         .where(Article.id == article_id, _claimable(session, lease_seconds))
         .values(
             attempts=case((spent, Article.attempts), else_=Article.attempts + 1),
-            status=case((spent, literal("failed")), else_=Article.status),
+            status=case((spent, literal("failed")), else_=literal("pending")),
             error=case((spent, literal(gave_up_message(max_attempts))), else_=Article.error),
-            claim_token=case((spent, null()), else_=Article.claim_token),
+            claim_token=case((spent, null()), else_=literal(token)),
             updated_at=func.now(),
         )
-        .returning(Article.status)
+        .returning(Article.id, Article.body, Article.attempts, Article.status)
         .execution_options(synchronize_session=False)
     )
-    status = (await session.execute(stmt)).scalar_one_or_none()
-    return status is not None and status != "failed"
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    if row.status == "failed":
+        return Attempt(article=None)
+    return Attempt(Claimed(id=row.id, body=row.body, attempts=row.attempts))
 
 
 def _claimable(session: AsyncSession, lease_seconds: float) -> ColumnElement[bool]:
     return or_(Article.status == "pending", _retryable(session, lease_seconds))
 
 
-async def claim_article(
-    session: AsyncSession, *, article_id: int, token: str, lease_seconds: float
-) -> Claimed | None:
-    """Claim one article if it is claimable (pending, or held past its lease); None if it is not
-    (done, failed, or held by a live claim). The attempt was counted by `count_attempt`."""
-    where = (Article.id == article_id) & _claimable(session, lease_seconds)
-    return next(iter(await _claim(session, where, token, count=False)), None)
-
-
-async def _claim(
-    session: AsyncSession, where: ColumnElement[bool], token: str, *, count: bool = True
-) -> list[Claimed]:
+async def _claim(session: AsyncSession, where: ColumnElement[bool], token: str) -> list[Claimed]:
     stmt = (
         update(Article)
         .where(where)
@@ -234,7 +242,7 @@ async def _claim(
             status="processing",
             claim_token=token,
             claimed_at=func.now(),
-            attempts=Article.attempts + 1 if count else Article.attempts,
+            attempts=Article.attempts + 1,
             updated_at=func.now(),
         )
         .returning(Article.id, Article.body, Article.attempts)
@@ -264,7 +272,7 @@ _WRITE_PG = text(
     FROM jsonb_to_recordset(CAST(:doc AS jsonb)) AS v(
         id bigint, status text, word_count int, reading_time_seconds int,
         summary text, keywords jsonb, error text)
-    WHERE a.id = v.id AND a.claim_token = :token AND a.status = 'processing'
+    WHERE a.id = v.id AND a.claim_token = :token AND a.status = :held_as
     RETURNING a.id, a.status
     """
 )
@@ -284,20 +292,25 @@ _WRITE_SQLITE = text(
         claim_token = NULL
     FROM json_each(:doc) AS v
     WHERE articles.id = json_extract(v.value, '$.id')
-      AND articles.claim_token = :token AND articles.status = 'processing'
+      AND articles.claim_token = :token AND articles.status = :held_as
     RETURNING articles.id, articles.status
     """
 )
 
 
 async def write_outcomes(
-    session: AsyncSession, *, token: str, outcomes: Sequence[Outcome]
+    session: AsyncSession,
+    *,
+    token: str,
+    outcomes: Sequence[Outcome],
+    held_as: Literal["processing", "pending"] = "processing",
 ) -> dict[int, str]:
     """Write a batch of outcomes in one statement; return `{id: status}` of the rows written.
 
-    A row is written only while the claim `token` still holds it: if the reaper returned the
-    article after a lease expired and another worker claimed it, this write is a no-op, so an
-    article's results are written once however many workers touched it.
+    A row is written only while the claim `token` still holds it, in the status its claim left
+    it (`processing` after `claim_pending`/`claim_retry`, `pending` after `count_attempt`): if
+    the reaper returned the article after a lease expired and another worker claimed it, this
+    write is a no-op, so an article's results are written once however many workers touched it.
     """
     if not outcomes:
         return {}
@@ -316,7 +329,7 @@ async def write_outcomes(
         ]
     )
     stmt = _WRITE_PG if _dialect(session) == "postgresql" else _WRITE_SQLITE
-    rows = (await session.execute(stmt, {"doc": doc, "token": token})).all()
+    rows = (await session.execute(stmt, {"doc": doc, "token": token, "held_as": held_as})).all()
     return {row.id: row.status for row in rows}
 
 
@@ -328,7 +341,7 @@ async def reap_stale(session: AsyncSession, *, lease_seconds: float, max_attempt
     """Tidy articles held in `processing` past their lease: back to `pending`, or `failed` once
     they have used `max_attempts` claims.
 
-    Only a cleaner: the claims themselves take expired rows (`claim_retry`, `claim_article`), so
+    Only a cleaner: the claims themselves take expired rows (`claim_retry`, `count_attempt`), so
     nothing waits for this to run; it keeps `articles status` truthful when no run is claiming.
     """
     exhausted = Article.attempts >= max_attempts

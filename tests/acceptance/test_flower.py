@@ -84,6 +84,8 @@ def test_flower_lists_the_worker_and_its_tasks_behind_auth(
                 # Complete once Flower has the task's received and succeeded events.
                 return info if info and info.get("name") and info["state"] == "SUCCESS" else None
 
+            # The worker started with task events off: Flower turns them on (its enable_events
+            # option, on by default), so what it lists below proves it did.
             # Flower records only events sent after its receiver subscribed, which it does a
             # moment after it starts serving: a task racing that subscription may be seen only
             # in part. Every task sent after that is recorded whole; five tries is plenty.

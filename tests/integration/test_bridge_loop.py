@@ -127,11 +127,14 @@ def test_error_in_the_coroutine_rolls_back_and_is_reraised(
 def test_killed_connection_is_transient_and_then_replaced(
     loop_bridge: bridge.LoopBridge,
 ) -> None:
-    """A pooled connection killed server-side (as by a database restart) is replaced."""
+    """A pooled connection killed server-side (as by a database restart) is found dead at its
+    first use, without a pre-ping: that call fails as transient, and the pool discards the
+    connection, so the retry gets a new one."""
     first = loop_bridge.run_in_session(backend_pid)
     sql("SELECT pg_terminate_backend(:pid)", pid=first)
     time.sleep(0.2)
-    # pre-ping sees the dead connection at checkout and opens a new one: no error at all.
+    with pytest.raises(TransientError):
+        loop_bridge.run_in_session(backend_pid)
     second = loop_bridge.run_in_session(backend_pid)
     assert second != first
 

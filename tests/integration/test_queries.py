@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -173,22 +174,60 @@ def test_concurrent_claimers_drain_the_queue_exactly_once(clean_db: str) -> None
     assert sql("SELECT DISTINCT attempts FROM articles") == [{"attempts": 1}]
 
 
-def test_claim_article_only_takes_a_pending_article(clean_db: str) -> None:
-    (article_id,) = add_articles(1)
-
-    async def claim(session: AsyncSession) -> object:
-        claimed = await queries.claim_article(
-            session, article_id=article_id, token=token(), lease_seconds=120
+def _attempt(article_id: int, held_by: str, *, max_attempts: int = 3) -> queries.Attempt | None:
+    async def go(session: AsyncSession) -> queries.Attempt | None:
+        attempt = await queries.count_attempt(
+            session,
+            article_id=article_id,
+            token=held_by,
+            lease_seconds=120,
+            max_attempts=max_attempts,
         )
         await session.commit()
-        return claimed
+        return attempt
 
-    first = run_in_session(claim)
-    assert first is not None
-    assert run_in_session(claim) is None  # already processing, lease not expired
-    # The lease expired (attempts as count_attempt left them): claimable again.
-    sql("UPDATE articles SET attempts = 1, claimed_at = now() - interval '10 minutes'")
-    assert run_in_session(claim) is not None
+    return run_in_session(go)
+
+
+def test_count_attempt_reads_the_article_and_leaves_it_pending_under_its_token(
+    clean_db: str,
+) -> None:
+    (article_id,) = add_articles(1)
+    attempt = _attempt(article_id, "first")
+    assert attempt is not None
+    assert attempt.article is not None
+    assert (attempt.article.id, attempt.article.attempts) == (article_id, 1)
+    assert attempt.article.body == "alpha beta gamma. delta epsilon."
+    (row,) = sql("SELECT status, attempts, claim_token FROM articles")
+    assert row == {"status": "pending", "attempts": 1, "claim_token": "first"}
+
+
+def test_count_attempt_skips_live_claims_and_takes_expired_ones(clean_db: str) -> None:
+    (article_id,) = add_articles(1)
+    sql(
+        "UPDATE articles SET status = 'processing', attempts = 1, claim_token = 'run', "
+        "claimed_at = now()"
+    )
+    assert _attempt(article_id, "late") is None  # held by a live claim
+    sql("UPDATE articles SET claimed_at = now() - interval '10 minutes'")
+    attempt = _attempt(article_id, "late")
+    assert attempt is not None
+    assert attempt.article is not None
+    # Taken back from the expired claim: its holder's write no longer counts.
+    assert _write("run", [done(article_id)]) == {}
+
+
+def test_only_the_last_counted_attempt_writes(clean_db: str) -> None:
+    """Two deliveries count attempts in turn: the first one's write is a no-op, the last
+    one's counts, and the article is written once."""
+    (article_id,) = add_articles(1)
+    _attempt(article_id, "first")
+    _attempt(article_id, "second")
+    assert _write("first", [done(article_id)], held_as="pending") == {}
+    assert _write("second", [done(article_id)], held_as="pending") == {article_id: "done"}
+    assert _attempt(article_id, "third") is None  # done: not claimable
+    (row,) = sql("SELECT status, attempts, times_processed FROM articles")
+    assert row == {"status": "done", "attempts": 2, "times_processed": 1}
 
 
 # --- retries: claim_retry, count_attempt, fail_exhausted ---------------------------------------
@@ -246,21 +285,13 @@ def test_claim_pending_leaves_articles_tried_before_to_claim_retry(clean_db: str
     assert _claim_all(token()) == [fresh]
 
 
-def _count(article_id: int, *, max_attempts: int = 3) -> bool:
-    async def go(session: AsyncSession) -> bool:
-        counted = await queries.count_attempt(
-            session, article_id=article_id, lease_seconds=120, max_attempts=max_attempts
-        )
-        await session.commit()
-        return counted
-
-    return run_in_session(go)
-
-
 def test_count_attempt_counts_until_the_attempts_are_spent(clean_db: str) -> None:
     (article_id,) = add_articles(1)
-    # Three crashed attempts (each rolled back its work, kept its count), then no more.
-    assert [_count(article_id) for _ in range(4)] == [True, True, True, False]
+    # Three crashed attempts (each kept its count), then no more: marked failed.
+    attempts = [_attempt(article_id, token()) for _ in range(4)]
+    assert [a is not None and a.article is not None for a in attempts] == [True] * 3 + [False]
+    assert attempts[3] == queries.Attempt(article=None)
+    assert _attempt(article_id, token()) is None  # failed: not claimable
     (row,) = sql("SELECT status, attempts, error FROM articles")
     assert row == {"status": "failed", "attempts": 3, "error": queries.gave_up_message(3)}
 
@@ -277,9 +308,15 @@ def _claim_all(held_by: str) -> list[int]:
     return run_in_session(go)
 
 
-def _write(held_by: str, outcomes: list[Outcome]) -> dict[int, str]:
+def _write(
+    held_by: str,
+    outcomes: list[Outcome],
+    held_as: Literal["processing", "pending"] = "processing",
+) -> dict[int, str]:
     async def go(session: AsyncSession) -> dict[int, str]:
-        written = await queries.write_outcomes(session, token=held_by, outcomes=outcomes)
+        written = await queries.write_outcomes(
+            session, token=held_by, outcomes=outcomes, held_as=held_as
+        )
         await session.commit()
         return written
 

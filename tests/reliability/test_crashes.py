@@ -41,10 +41,11 @@ def test_worker_killed_mid_run_loses_nothing_and_repeats_nothing(stack: Stack) -
         with stack.worker(env, name="doomed", concurrency=1) as doomed:
             # Small batches: many claim/write transactions for the kill to land in.
             first = app.send_task(contract.RUN_PIPELINE, kwargs={"batch_size": 10})
-            asyncio.run(asyncio.wait_for(_wait_mid_batch(stack.plain_url, done=total // 4), 60))
+            mid_batch = _MidBatch(stack.plain_url, done=total // 4)
             doomed.kill()
             killed_at = time.monotonic()
         at_kill = stack.counts()
+        mid_batch.release()
         # Killed holding a claimed batch: only an expired lease can return those rows.
         assert at_kill.get("processing", 0) > 0, at_kill
 
@@ -70,18 +71,37 @@ def test_worker_killed_mid_run_loses_nothing_and_repeats_nothing(stack: Stack) -
     assert stack.times_processed() == {1: total}
 
 
-async def _wait_mid_batch(url: str, *, done: int) -> None:
-    """Return once `done` articles are done and a batch is claimed but not yet written."""
-    query = (
-        "SELECT count(*) FILTER (WHERE status = 'done') >= $1 "
-        "AND count(*) FILTER (WHERE status = 'processing') > 0 FROM articles"
-    )
-    conn = await asyncpg.connect(url)
-    try:
-        while not await conn.fetchval(query, done):  # noqa: ASYNC110 - polling another process
+class _MidBatch:
+    """Holds the row lock of one article of a claimed batch, once `done` articles are done: the
+    batch's write waits on it, so a kill lands while the batch is claimed and not yet written.
+    (Polling for a claimed batch alone raced the write, which follows its claim within
+    milliseconds on the same connection.)"""
+
+    def __init__(self, url: str, *, done: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection = self._loop.run_until_complete(asyncpg.connect(url))
+        self._tx = self._conn.transaction()
+        self._loop.run_until_complete(asyncio.wait_for(self._hold(done), 60))
+
+    async def _hold(self, done: int) -> None:
+        # FOR UPDATE waits for a write in flight, then re-checks the row: if the batch was
+        # written meanwhile it is no longer `processing` and is not returned.
+        query = (
+            "SELECT id FROM articles WHERE status = 'processing' "
+            "AND (SELECT count(*) FROM articles WHERE status = 'done') >= $1 LIMIT 1 FOR UPDATE"
+        )
+        while True:
+            await self._tx.start()
+            if await self._conn.fetchval(query, done) is not None:
+                return
+            await self._tx.rollback()
+            self._tx = self._conn.transaction()
             await asyncio.sleep(0.002)
-    finally:
-        await conn.close()
+
+    def release(self) -> None:
+        self._loop.run_until_complete(self._tx.rollback())
+        self._loop.run_until_complete(self._conn.close())
+        self._loop.close()
 
 
 def test_prefork_child_killed_mid_task_is_requeued_and_completes_once(stack: Stack) -> None:

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.reliability
 
 @pytest.mark.parametrize("bridge", ["nullpool", "loop"])
 def test_postgres_stopped_mid_run_every_article_ends_done_once(stack: Stack, bridge: str) -> None:
-    total, singles = 600, 300
+    # Enough work that the pipeline cannot finish before PostgreSQL stops: with one login per
+    # bridge call, `nullpool` got through 600 articles before the stop took effect.
+    total, singles = 2000, 300
     stack.add_articles(total)
     env = stack.env(ASYNC_BRIDGE=bridge, PIPELINE_INTERVAL_SECONDS="2")
     with stack.client() as app, stack.worker(env) as worker, stack.beat(env):
@@ -179,3 +181,28 @@ def test_result_store_down_when_a_task_starts_the_task_still_runs(stack: Stack) 
     print(f"\nresult store down: all {total} articles done in {took:.1f}s")
     assert log.count("could not record that task") >= total
     assert stack.times_processed() == {1: total}
+
+
+def test_killed_pooled_connection_under_loop_retries_and_succeeds(stack: Stack) -> None:
+    """No pre-ping: a `loop` worker's pooled connection killed server-side (a failover, an
+    idle-connection killer, an administrator) is found dead at its next use; that task retries
+    as `TransientError` on a new connection and succeeds, and nothing is done twice."""
+    stack.add_articles(4)
+    with (
+        stack.client() as app,
+        stack.worker(stack.env(ASYNC_BRIDGE="loop"), concurrency=1) as worker,
+    ):
+        warm = [app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i}) for i in (1, 2)]
+        assert [r.get(timeout=30)["status"] for r in warm] == ["done", "done"]
+        killed = stack.sql(
+            "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
+            "WHERE application_name = 'articles-worker' AND datname = current_database()"
+        )
+        assert killed, "the worker held no pooled connection"
+        assert all(row["ok"] for row in killed)
+        after = [app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": i}) for i in (3, 4)]
+        assert [r.get(timeout=60)["status"] for r in after] == ["done", "done"]
+        log = worker.log()
+    assert "TransientError" in log, "no task met the killed connection"
+    assert "Retry in " in log
+    assert stack.times_processed() == {1: 4}

@@ -181,8 +181,13 @@ async def _deadline(soft_limit: float, fn: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
-async def _in_session(maker: async_sessionmaker[AsyncSession], fn: SessionFn[T]) -> T:
-    async with maker() as session:
+async def _in_session(
+    engine: AsyncEngine, maker: async_sessionmaker[AsyncSession], fn: SessionFn[T]
+) -> T:
+    # The session keeps one connection for the whole call: left to itself it gives its
+    # connection back at every commit, and a call that commits and goes on (process_article,
+    # run_pipeline's batches) would check out again, under `nullpool` a new login each time.
+    async with engine.connect() as connection, maker(bind=connection) as session:
         try:
             with translate_errors():
                 return await fn(session)
@@ -235,7 +240,7 @@ class NullPoolBridge:
         return _guarded(call, lambda: async_to_sync(call.run)(), self._timeout)
 
     def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
-        return self.run(lambda: _in_session(self._maker, fn), soft_limit=soft_limit)
+        return self.run(lambda: _in_session(self._engine, self._maker, fn), soft_limit=soft_limit)
 
     def resources(self) -> AbstractAsyncContextManager[lifespan.Resources]:
         # Each call's loop is closed after it: nothing loop-bound may outlive the call.
@@ -357,7 +362,7 @@ class LoopBridge:
             )
 
     def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
-        return self.run(lambda: _in_session(self._maker, fn), soft_limit=soft_limit)
+        return self.run(lambda: _in_session(self._engine, self._maker, fn), soft_limit=soft_limit)
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[lifespan.Resources]:
