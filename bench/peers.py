@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import redis
 
 from bench import measure
 from bench.config import BenchConfig
-from bench.workers import ROOT
+from bench.workers import ROOT, stop_group
 
 ARQ_VENV = ROOT / "var" / "bench-arq-venv"
 # arq 0.28 needs redis<6, which kombu 5.7 (redis>=6.4) does not allow in the project's venv.
@@ -105,21 +104,10 @@ def _running(commands: Sequence[list[str]], env: dict[str, str], log_path: Path)
             yield
         finally:
             for proc in procs:
-                _stop(proc)
+                stop_group(proc)
     for proc in procs:
         if proc.returncode not in (0, -signal.SIGTERM):
             raise RuntimeError(f"peer worker exited with {proc.returncode}; see {log_path}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def _wait_processed(cfg: BenchConfig, count: int, timeout: float = 900) -> None:

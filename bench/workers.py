@@ -82,7 +82,7 @@ def running_worker(
         _wait_ready(worker)
         yield worker
     finally:
-        _stop(popen)
+        stop_group(popen)
 
 
 def _wait_ready(worker: Worker, timeout: float = 60) -> None:
@@ -95,7 +95,8 @@ def _wait_ready(worker: Worker, timeout: float = 60) -> None:
     raise RuntimeError(f"worker {worker.node} not ready in {timeout}s; see {worker.log_path}")
 
 
-def _stop(popen: subprocess.Popen[bytes]) -> None:
+def stop_group(popen: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group `popen` leads; SIGKILL it if it has not gone in 30 s."""
     if popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGTERM)
