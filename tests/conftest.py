@@ -45,9 +45,17 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 def broker_url() -> str:
-    """This run's broker: Redis (its db number), or a RabbitMQ vhost of its own, made empty."""
+    """This run's broker: Redis (its db number), or a RabbitMQ vhost of its own, made empty.
+
+    Emptied before the session's worker starts: messages a killed earlier run left queued would
+    otherwise be consumed by it between one test's cleanup and its first step (seen in CI: two
+    stray ingests added two articles to a test that counts them)."""
     if BROKER == "amqp":
         rabbitmq.recreate_vhost(AMQP_VHOST)
+    else:
+        client = redis.Redis.from_url(BROKER_URL)
+        client.flushdb()
+        client.close()
     return BROKER_URL
 
 

@@ -4,7 +4,6 @@ database setting and creates no file)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -34,22 +33,41 @@ ALLOWED = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
+# Parsed in a fresh interpreter: CPython 3.11's AST construction keeps its recursion depth per
+# interpreter, not per thread, so a thread left running by an earlier test that compiles at the
+# same moment makes `ast.parse` raise "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython#106905; seen once in CI).
+_LIST_IMPORTS = """
+import ast, json, sys
+out = {}
+for path in sys.argv[1:]:
+    names = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-    return names
+    out[path] = sorted(names)
+print(json.dumps(out))
+"""
+
+
+def _imports(paths: list[Path]) -> dict[Path, set[str]]:
+    """The absolute imports of each file."""
+    run = subprocess.run(
+        [sys.executable, "-c", _LIST_IMPORTS, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {Path(path): set(names) for path, names in json.loads(run.stdout).items()}
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_no_layer_imports_the_layers_above_it(layer: str) -> None:
     offences = []
-    for path in sorted((ROOT / layer).rglob("*.py")):
-        for name in _imports(path):
+    for path, names in sorted(_imports(sorted((ROOT / layer).rglob("*.py"))).items()):
+        for name in sorted(names):
             allowed = ALLOWED.get(str(path.relative_to(ROOT)), ())
             for banned in FORBIDDEN[layer]:
                 if banned in allowed:

@@ -187,14 +187,16 @@ async def _in_session(
     # The session keeps one connection for the whole call: left to itself it gives its
     # connection back at every commit, and a call that commits and goes on (process_article,
     # run_pipeline's batches) would check out again, under `nullpool` a new login each time.
-    async with engine.connect() as connection, maker(bind=connection) as session:
-        try:
-            with translate_errors():
+    # Translated around the checkout too: a database that refuses the login is a transient
+    # failure like one lost mid-statement (retried, and named so in dead letters and the CLI).
+    with translate_errors():
+        async with engine.connect() as connection, maker(bind=connection) as session:
+            try:
                 return await fn(session)
-        except BaseException:
-            # On cancellation too: the rollback must finish before the caller re-raises.
-            await _quiet_rollback(session)
-            raise
+            except BaseException:
+                # On cancellation too: the rollback must finish before the caller re-raises.
+                await _quiet_rollback(session)
+                raise
 
 
 @contextlib.asynccontextmanager
