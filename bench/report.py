@@ -10,18 +10,18 @@ from bench.config import BenchConfig
 
 SETTINGS_NOTE = (
     "Every worker row uses the same settings: the project's celeryconfig unchanged (acks_late, "
-    "prefetch multiplier 1, Redis result backend (results only, no extended results), task events, "
-    "track_started), `-P prefork -c {concurrency}`, log level `warning` (one INFO line per task "
-    "is not what is measured), one queue per worker. The bare Celery row runs a Celery app with "
-    "only the broker and result backend set, on the same flags. The sync reference runs on the "
-    "`loop` row's worker (same settings). The peers run `{concurrency}` worker processes, one "
-    "job at a time each, on the same Redis and database, timed by the articles' `processed_at` "
-    "(middle 80%); no result backend for taskiq, ARQ's default stored results. The scram rows "
-    "use a private PostgreSQL (fsync off) and a login role with a SCRAM verifier. Task rates "
-    "are steady-state: the batch is queued while the worker is paused, and the rate is taken "
-    "over the middle 80% of results by their `date_done`. Pipeline rates use the run's own "
-    "`started_at`/`finished_at` (database clock), batch size {batch_size}, for the task and "
-    "the direct loop alike."
+    "prefetch multiplier 1, Redis result backend (results only, no extended results), task "
+    "events off until asked for, track_started), `-P prefork -c {concurrency}`, log level "
+    "`warning` (one INFO line per task is not what is measured), one queue per worker. The bare"
+    " Celery row runs a Celery app with only the broker and result backend set, on the same "
+    "flags. The sync reference runs on the `loop` row's worker (same settings). The peers run "
+    "`{concurrency}` worker processes, one job at a time each, on the same Redis and database, "
+    "timed by the articles' `processed_at` (middle 80%); no result backend for taskiq, ARQ's "
+    "default stored results. The scram rows use a private PostgreSQL (fsync off) and a login "
+    "role with a SCRAM verifier. Task rates are steady-state: the batch is queued while the "
+    "worker is paused, and the rate is taken over the middle 80% of results by their "
+    "`date_done`. Pipeline rates use the run's own `started_at`/`finished_at` (database clock),"
+    " batch size {batch_size}, for the task and the direct loop alike."
 )
 
 
