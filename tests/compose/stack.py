@@ -248,6 +248,19 @@ def release(holder: subprocess.Popen[str]) -> None:
     holder.wait(timeout=60)
 
 
+def fault_mid_run(stack: ComposeStack, articles: int, *fault: str) -> None:
+    """Enqueue `articles` fresh article jobs, wait until tasks provably block on their rows, then
+    run `docker-compose <fault>` (kill the worker, restart Redis) before releasing the rows."""
+    stack.reset_articles(articles)
+    holder = hold_article_locks(stack)
+    try:
+        stack.enqueue_each(stack.article_ids())
+        wait_blocked_tasks(stack)
+        stack.compose(*fault)
+    finally:
+        release(holder)
+
+
 def wait_blocked_tasks(stack: ComposeStack) -> int:
     """Wait until a worker's task waits on a locked article; return how many do."""
     return wait_for(

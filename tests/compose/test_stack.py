@@ -20,10 +20,8 @@ import pytest
 
 from tests.compose.stack import (
     ComposeStack,
+    fault_mid_run,
     health,
-    hold_article_locks,
-    release,
-    wait_blocked_tasks,
     wait_for,
 )
 
@@ -94,14 +92,7 @@ def test_app_containers_run_as_a_non_root_user(stack: ComposeStack) -> None:
 
 
 def test_a_killed_worker_loses_nothing(stack: ComposeStack) -> None:
-    stack.reset_articles(ARTICLES)
-    holder = hold_article_locks(stack)
-    try:
-        stack.enqueue_each(stack.article_ids())
-        wait_blocked_tasks(stack)
-        stack.compose("kill", "worker")  # SIGKILL: no warm shutdown, no acks
-    finally:
-        release(holder)
+    fault_mid_run(stack, ARTICLES, "kill", "worker")  # SIGKILL: no warm shutdown, no acks
     stack.compose("up", "-d", "worker")
     # The killed worker's unacked messages come back after the visibility timeout (30 s here).
     stack.wait_all_done(ARTICLES, timeout=240)
@@ -109,15 +100,8 @@ def test_a_killed_worker_loses_nothing(stack: ComposeStack) -> None:
 
 
 def test_a_redis_restart_loses_nothing(stack: ComposeStack) -> None:
-    stack.reset_articles(ARTICLES)
-    holder = hold_article_locks(stack)
-    try:
-        stack.enqueue_each(stack.article_ids())
-        wait_blocked_tasks(stack)
-        # The queued messages exist only in Redis: the append-only file carries them over.
-        stack.compose("restart", "redis")
-    finally:
-        release(holder)
+    # The queued messages exist only in Redis: the append-only file carries them over.
+    fault_mid_run(stack, ARTICLES, "restart", "redis")
     stack.wait_all_done(ARTICLES, timeout=240)
     assert stack.times_processed() == {1: ARTICLES}
 

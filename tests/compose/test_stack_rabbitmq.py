@@ -14,10 +14,8 @@ import pytest
 
 from tests.compose.stack import (
     ComposeStack,
+    fault_mid_run,
     health,
-    hold_article_locks,
-    release,
-    wait_blocked_tasks,
     wait_for,
 )
 from tests.compose.test_stack import ARTICLES
@@ -52,14 +50,7 @@ def test_the_rabbitmq_stack_is_healthy_and_runs_a_pipeline(rabbit_stack: Compose
 
 
 def test_a_killed_worker_loses_nothing_on_rabbitmq(rabbit_stack: ComposeStack) -> None:
-    rabbit_stack.reset_articles(ARTICLES)
-    holder = hold_article_locks(rabbit_stack)
-    try:
-        rabbit_stack.enqueue_each(rabbit_stack.article_ids())
-        wait_blocked_tasks(rabbit_stack)
-        rabbit_stack.compose("kill", "worker")
-    finally:
-        release(holder)
+    fault_mid_run(rabbit_stack, ARTICLES, "kill", "worker")
     rabbit_stack.compose("up", "-d", "worker")
     rabbit_stack.wait_all_done(ARTICLES, timeout=240)
     assert rabbit_stack.times_processed() == {1: ARTICLES}
