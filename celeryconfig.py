@@ -28,6 +28,12 @@ embedded.prepare_dirs(_settings)
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
+# Redis results: Celery's backend, with the read-before-write of every stored state folded into
+# one Lua script (one round trip per state instead of two; worker/runtime/result_store.py).
+override_backends = {
+    "redis": "worker.runtime.result_store:RedisResults",
+    "rediss": "worker.runtime.result_store:RedisResults",
+}
 
 # JSON only on the wire (a pickle payload is refused, so no sender can run code in the worker),
 # the default queue, sent events, and the Redis timeouts and result-store retries.
@@ -96,7 +102,9 @@ result_expires = timedelta(seconds=_settings.result_expires)
 # article's whole body) into the result backend for RESULT_EXPIRES, and publishes them twice.
 # Flower needs none of it: its task events carry the arguments (truncated by the producer).
 result_extended = False
-task_track_started = True
+# STARTED on request only (TASK_TRACK_STARTED): a result write per task that only an
+# `AsyncResult.state` poller sees. Flower shows started tasks from task events, while it watches.
+task_track_started = _settings.task_track_started
 
 # Task events only while someone watches: sending them cost an empty task about 45% of its
 # throughput, watched or not. Flower turns them on while it runs (its `enable_events` option,

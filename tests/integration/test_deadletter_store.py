@@ -155,3 +155,71 @@ def test_amqp_store_is_a_durable_queue_that_readers_share(amqp_url: str) -> None
     assert not blocked.is_alive()
     waited = time.monotonic() - started
     print(f"\n{total + 20} AMQP dead letters; a held lock delayed a reader {waited:.2f}s")
+
+
+class _Request:
+    def __init__(self, task_id: str, redelivered: bool) -> None:
+        self.id = task_id
+        self.delivery_info = {"routing_key": "celery", "redelivered": redelivered}
+
+
+class _Task:
+    """What the prerun/postrun hooks read of a task: its app's broker and its request."""
+
+    def __init__(self, broker_url: str, task_id: str, redelivered: bool) -> None:
+        self.app = type("App", (), {"conf": {"broker_url": broker_url}})()
+        self.request = _Request(task_id, redelivered)
+
+
+@pytest.mark.parametrize(
+    ("broker", "redelivered", "stored", "counted"),
+    [
+        ("redis://127.0.0.1:6379/0", False, None, 1),  # the healthy path: no round trip
+        ("redis://127.0.0.1:6379/0", True, b"1", 2),  # after a crash: counted and stored
+        ("amqp://guest@127.0.0.1//", False, None, 1),
+        ("amqp://guest@127.0.0.1//", True, b"1", 2),
+        ("sqla+sqlite:///x.db", False, b"1", 1),  # no redelivery flag there: always stored
+    ],
+)
+def test_the_delivery_count_is_stored_only_when_a_message_comes_again(
+    clean_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    broker: str,
+    redelivered: bool,
+    stored: bytes | None,
+    counted: int,
+) -> None:
+    from worker.runtime.deadletters import hooks
+
+    store = RedisStore(REDIS_URL, max_entry_bytes=4096, retention_seconds=60, counter_ttl=30)
+    monkeypatch.setattr(hooks, "current_counter", lambda: store)
+    task = _Task(broker, "job-1", redelivered)
+    hooks._count_delivery(task_id="job-1", task=task)
+    assert clean_redis.get("articles:deliveries:job-1") == stored
+    assert hooks.deliveries_of("job-1") == counted
+    hooks._forget_delivery(task_id="job-1")
+    assert clean_redis.exists("articles:deliveries:job-1") == 0
+    assert hooks.deliveries_of("job-1") == 0
+    store.close()
+
+
+def test_a_second_crash_counts_on_from_the_first(
+    clean_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redeliveries that crashed leave their count; the next one sees first + crashes."""
+    from worker.runtime.deadletters import hooks
+
+    store = RedisStore(REDIS_URL, max_entry_bytes=4096, retention_seconds=60, counter_ttl=30)
+    monkeypatch.setattr(hooks, "current_counter", lambda: store)
+    broker = "redis://127.0.0.1:6379/0"
+    hooks._count_delivery(task_id="job-2", task=_Task(broker, "job-2", False))
+    hooks._counts.clear()  # the process died: no postrun
+    hooks._stored.clear()
+    hooks._count_delivery(task_id="job-2", task=_Task(broker, "job-2", True))
+    hooks._counts.clear()
+    hooks._stored.clear()
+    hooks._count_delivery(task_id="job-2", task=_Task(broker, "job-2", True))
+    assert hooks.deliveries_of("job-2") == 3
+    hooks._forget_delivery(task_id="job-2")
+    assert clean_redis.exists("articles:deliveries:job-2") == 0
+    store.close()

@@ -166,13 +166,15 @@ def test_beat_survives_the_broker_down_and_resumes_publishing(stack: Stack) -> N
 
 
 def test_result_store_down_when_a_task_starts_the_task_still_runs(stack: Stack) -> None:
-    """With task_track_started a task stores STARTED before its body runs. Celery failed a task
+    """With TASK_TRACK_STARTED a task stores STARTED before its body runs. Celery failed a task
     whose STARTED could not be stored and acknowledged its message: the job was lost unrun."""
     total = 4
     stack.add_articles(total)
     with private_redis() as results:
         results.stop()
-        env = stack.env(CELERY_RESULT_BACKEND=results.url(), **PRODUCTION_TIMINGS)
+        env = stack.env(
+            CELERY_RESULT_BACKEND=results.url(), TASK_TRACK_STARTED="true", **PRODUCTION_TIMINGS
+        )
         with stack.client() as app, stack.worker(env) as worker:
             for article_id in range(1, total + 1):
                 app.send_task(contract.PROCESS_ARTICLE, kwargs={"article_id": article_id})

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         default=30, gt=0, validation_alias="BROKER_UNACKED_RESTORE_INTERVAL"
     )
     result_expires: int = Field(default=86400, gt=0, validation_alias="RESULT_EXPIRES")
+    # Store a STARTED state in the result backend before each task's body (Celery's
+    # task_track_started). Off by default, as in Celery: one more result write per task, about
+    # 17% of an empty task's throughput, for a state nothing in the project reads.
+    task_track_started: bool = Field(default=False, validation_alias="TASK_TRACK_STARTED")
     # Prefork children are replaced after this many tasks, or once their resident memory passes
     # this many KiB after a task (0: never). A replaced child closes its bridge on the way out.
     worker_max_tasks_per_child: int = Field(

@@ -97,12 +97,14 @@ def _finished_task(
     if task_id is None or task_id not in _started:
         return
     began, token = _started.pop(task_id)
-    seconds = time.monotonic() - began
-    name = getattr(task, "name", "?")
-    word = OUTCOME_WORDS.get(state or "", (state or "ended").lower())
-    detail = _describe(retval)
     level = logging.INFO if state in ("SUCCESS", "RETRY") else logging.WARNING
-    log.log(level, "Task %s[%s] %s in %.3fs: %s", name, task_id, word, seconds, detail)
+    # Checked first: describing the result (its repr) is most of this hook's cost per task.
+    if log.isEnabledFor(level):
+        seconds = time.monotonic() - began
+        name = getattr(task, "name", "?")
+        word = OUTCOME_WORDS.get(state or "", (state or "ended").lower())
+        detail = _describe(retval)
+        log.log(level, "Task %s[%s] %s in %.3fs: %s", name, task_id, word, seconds, detail)
     try:
         _current.reset(token)
     except ValueError:  # set in another context (cannot happen in one worker thread)

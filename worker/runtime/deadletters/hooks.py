@@ -5,6 +5,11 @@ Signals, not a base class, so that they see every task the worker runs, whatever
 - `task_prerun` counts a delivery in the store's counter before any work, and notes the time;
 - `task_postrun` drops the counter: the task ended normally (success, failure or retry), so only
   a crash (the process died mid-task) leaves it raised for the next delivery to see;
+- on Redis and RabbitMQ, a message's first delivery is not stored: both brokers flag a message
+  they deliver again (`delivery_info["redelivered"]`), so a delivery without the flag has no
+  earlier crash to count. The healthy path then costs no round trip to the store (two before:
+  about 13% of an empty task's throughput). A first delivery that was handed back unstarted
+  (prefetched at a restart) is still taken as started, so such a job is capped one crash early;
 - `task_failure` writes the dead letter: bad input, an unexpected error, retries given up (past
   the deadline or the safety bound), a poison job, a hard time limit (sent by the main process).
 
@@ -13,6 +18,7 @@ Loaded by workers through `include` in celeryconfig.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -37,6 +43,12 @@ QUORUM_DELIVERY_LIMIT = 10
 _quorum_counted: set[str] = set()
 # Delivery counts of the tasks running in this process, by task id (read by `before_start`).
 _counts: dict[str, int] = {}
+# The task ids among them whose count is in the store, to be dropped when they end.
+_stored: set[str] = set()
+# Brokers whose kombu transport flags redeliveries: RabbitMQ natively, and kombu's Redis
+# transport on every restore (visibility timeout, reject with requeue, a closed channel).
+# kombu's SQLAlchemy transport (the embedded default) does not: there every delivery is stored.
+_FLAGGING_SCHEMES = frozenset({"redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp"})
 
 
 def deliveries_of(task_id: str) -> int:
@@ -58,6 +70,22 @@ def _quorum_deliveries(task: Any) -> int:
     return int(getattr(request, QUORUM_COUNT_HEADER, None) or 0) + 1
 
 
+@functools.cache
+def _flags_redeliveries(broker_url: str) -> bool:
+    first = broker_url.split(";", 1)[0].strip()
+    return first.split("://", 1)[0].split("+", 1)[0].lower() in _FLAGGING_SCHEMES
+
+
+def _flagging_broker(task: Any) -> bool:
+    url = getattr(getattr(task, "app", None), "conf", {}).get("broker_url")
+    return isinstance(url, str) and _flags_redeliveries(url)
+
+
+def _redelivered(task: Any) -> bool:
+    info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
+    return bool(info.get("redelivered"))
+
+
 def started_at(request: Any, default: float) -> float:
     """When this attempt started (noted by `task_prerun`)."""
     value = getattr(request, _STARTED_ATTR, None)
@@ -72,8 +100,14 @@ def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> N
         setattr(task.request, _STARTED_ATTR, time.time())
     try:
         counter = current_counter()
-        if counter is not None:
-            _counts[task_id] = counter.delivered(task_id)
+        flagging = counter is not None and _flagging_broker(task)
+        if counter is not None and flagging and not _redelivered(task):
+            _counts[task_id] = 1  # nothing earlier to count, nothing stored
+        elif counter is not None:
+            # Stored: the deliveries that started (on a flagging broker, the redeliveries only:
+            # the first delivery is the one more).
+            _counts[task_id] = counter.delivered(task_id) + (1 if flagging else 0)
+            _stored.add(task_id)
         else:
             _counts[task_id] = _quorum_deliveries(task)
             _quorum_counted.add(task_id)
@@ -86,8 +120,9 @@ def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> N
 @task_postrun.connect
 def _forget_delivery(task_id: str | None = None, **_: Any) -> None:
     _quorum_counted.discard(task_id or "")
-    if task_id is None or _counts.pop(task_id, None) is None:
+    if task_id is None or _counts.pop(task_id, None) is None or task_id not in _stored:
         return
+    _stored.discard(task_id)
     try:
         counter = current_counter()
         if counter is not None:
@@ -118,7 +153,8 @@ def _dead_letter(
         if ran_here or counter is None:
             deliveries = deliveries_of(task_id)
         else:
-            deliveries = counter.deliveries(task_id)
+            flagging = _flagging_broker(sender)
+            deliveries = counter.deliveries(task_id) + (1 if flagging else 0)
         entry = _entry(sender, task_id, exception, args, kwargs, request, deliveries)
         current_store().add(entry)
         if not ran_here and counter is not None:
