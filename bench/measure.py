@@ -204,6 +204,7 @@ def bridge_overheads(cfg: BenchConfig) -> dict[str, float]:
     """µs per call of an empty coroutine, no database: the cost of crossing each bridge."""
     nullpool = NullPoolBridge(cfg.database_url, cancel_timeout=10)
     loop = LoopBridge(cfg.database_url, cancel_timeout=10, pool_size=1)
+    inline = LoopBridge(cfg.database_url, cancel_timeout=10, pool_size=1, inline=True)
     floor_loop = asyncio.new_event_loop()
     floor_thread = threading.Thread(target=floor_loop.run_forever, daemon=True)
     floor_thread.start()
@@ -224,10 +225,12 @@ def bridge_overheads(cfg: BenchConfig) -> dict[str, float]:
                 lambda: nullpool.run(_nothing), max(200, cfg.bridge_calls // 5)
             ),
             "loop": _per_call_us(lambda: loop.run(_nothing), cfg.bridge_calls),
+            "loop_inline": _per_call_us(lambda: inline.run(_nothing), cfg.bridge_calls),
             "floor": _per_call_us(floor, cfg.bridge_calls),
         }
     finally:
         loop.close()
+        inline.close()
         nullpool.close()
         floor_loop.call_soon_threadsafe(floor_loop.stop)
         floor_thread.join()

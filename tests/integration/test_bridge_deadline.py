@@ -22,11 +22,12 @@ from worker.runtime.lifespan import lifespan
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["nullpool", "loop"])
+@pytest.fixture(params=["nullpool", "loop", "loop-inline"])
 def any_bridge(request: pytest.FixtureRequest, clean_db: str) -> Iterator[bridge.Bridge]:
     b: bridge.Bridge
-    if request.param == "loop":
-        b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2)
+    if request.param.startswith("loop"):
+        inline = request.param == "loop-inline"
+        b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2, inline=inline)
     else:
         b = bridge.NullPoolBridge(DATABASE_URL, cancel_timeout=10)
     yield b

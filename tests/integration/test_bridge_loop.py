@@ -6,9 +6,11 @@ main thread waits on the bridge, and the signal handler raises `SoftTimeLimitExc
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import os
+import signal
 import threading
 import time
 import warnings
@@ -38,9 +40,11 @@ INTERRUPT_AFTER = 0.5
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
-@pytest.fixture
-def loop_bridge(clean_db: str) -> Iterator[bridge.LoopBridge]:
-    b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2)
+@pytest.fixture(params=["threaded", "inline"])
+def loop_bridge(request: pytest.FixtureRequest, clean_db: str) -> Iterator[bridge.LoopBridge]:
+    """Both ways of running the loop: in its own thread, and in the caller's (prefork, solo)."""
+    inline = request.param == "inline"
+    b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2, inline=inline)
     yield b
     b.close()
 
@@ -93,6 +97,8 @@ def test_soft_time_limit_cancels_rolls_back_and_leaves_the_pool_healthy(
 
 def test_interrupt_before_the_loop_starts_the_call(loop_bridge: bridge.LoopBridge) -> None:
     """An exception raised as the call is handed over never leaves a coroutine behind."""
+    if loop_bridge._thread is None:
+        pytest.skip("inline, nothing is handed over: the call starts in the caller's thread")
     (article_id,) = add_articles(1)
 
     def stall() -> None:
@@ -196,8 +202,9 @@ def test_contextvars_reach_the_coroutine(loop_bridge: bridge.LoopBridge) -> None
     assert loop_bridge.run(read) == "unset"
 
 
-def test_close_disposes_connections_without_warnings(clean_db: str) -> None:
-    b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2)
+@pytest.mark.parametrize("inline", [False, True], ids=["threaded", "inline"])
+def test_close_disposes_connections_without_warnings(clean_db: str, inline: bool) -> None:
+    b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2, inline=inline)
     pid = b.run_in_session(backend_pid)
     gc.collect()  # earlier tests' garbage is not this test's business
     with warnings.catch_warnings(record=True) as caught:
@@ -253,3 +260,54 @@ def test_process_bridge_is_recreated_after_fork(
     # The parent's connection survived the child: same backend, still usable.
     assert parent.run_in_session(backend_pid) == parent_pid
     parent.close()
+
+
+def test_inline_soft_limit_signal_outside_a_call_is_celerys_again(clean_db: str) -> None:
+    """Inline, SIGUSR1 cancels only while a call runs; between calls the previous handler (in a
+    prefork child, Celery's soft time limit) is back, and a limit that fires as the coroutine
+    returns still fails the call."""
+    b = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=1, inline=True)
+    try:
+        raised: list[int] = []
+        previous = signal.signal(signal.SIGUSR1, lambda signum, frame: raised.append(signum))
+        try:
+            assert b.run_in_session(backend_pid) > 0
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+            assert raised == [signal.SIGUSR1], "the handler outside calls is the previous one"
+
+            async def signal_self_then_return() -> str:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return "finished"
+
+            with pytest.raises(SoftTimeLimitExceeded):
+                b.run(signal_self_then_return)
+            assert raised == [signal.SIGUSR1], "during a call the signal went to the bridge"
+            assert b.run_in_session(backend_pid) > 0, "and the bridge works on"
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+    finally:
+        b.close()
+
+
+def test_inline_without_the_signal_leaves_sigusr1_alone(clean_db: str) -> None:
+    """Under the solo pool SIGUSR1 is Celery's stack dump, not a time limit: calls ignore it."""
+    b = bridge.LoopBridge(
+        DATABASE_URL, cancel_timeout=10, pool_size=1, inline=True, soft_limit_signal=False
+    )
+    try:
+        raised: list[int] = []
+        previous = signal.signal(signal.SIGUSR1, lambda signum, frame: raised.append(signum))
+        try:
+
+            async def signal_self_then_return() -> str:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                await asyncio.sleep(0.01)
+                return "finished"
+
+            assert b.run(signal_self_then_return) == "finished"
+            assert raised == [signal.SIGUSR1]
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+    finally:
+        b.close()

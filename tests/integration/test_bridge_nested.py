@@ -20,11 +20,12 @@ from worker.runtime import bridge
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["nullpool", "loop"])
+@pytest.fixture(params=["nullpool", "loop", "loop-inline"])
 def any_bridge(request: pytest.FixtureRequest, clean_db: str) -> Iterator[bridge.Bridge]:
     made: bridge.Bridge
-    if request.param == "loop":
-        made = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2)
+    if request.param.startswith("loop"):
+        inline = request.param == "loop-inline"
+        made = bridge.LoopBridge(DATABASE_URL, cancel_timeout=10, pool_size=2, inline=inline)
     else:
         made = bridge.NullPoolBridge(DATABASE_URL, cancel_timeout=10)
     yield made

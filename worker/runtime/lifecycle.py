@@ -56,6 +56,8 @@ def _check_pool(sender: Any = None, **_: Any) -> None:
     # A prefork child runs one task at a time; a threads pool shares one process bridge.
     threaded = "thread" in pool_name.lower()
     bridge.configure_pool_size(concurrency if threaded else 1)
+    # One task at a time per process (prefork children, solo): the loop runs in the task's thread.
+    bridge.configure_inline(not threaded, soft_limit_signal="prefork" in pool_name.lower())
     # Only prefork enforces time limits; under the others the bridge is the only enforcer.
     async_tasks.celery_enforces_time_limits("prefork" in pool_name.lower())
     if "prefork" not in pool_name.lower() and "billiard" not in pool_name.lower():
