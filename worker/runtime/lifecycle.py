@@ -29,6 +29,7 @@ from worker.runtime import (
     kombu_fixes,
     redelivery,
     started_state,
+    timer_compaction,
     tracing,
 )
 from worker.runtime.app import app
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 kombu_fixes.install()
 redelivery.install(app)
 started_state.install()
+timer_compaction.install()
 
 
 @worker_init.connect
