@@ -82,7 +82,7 @@ def claim_policy() -> ClaimPolicy:
 
 async def process_article(session: AsyncSession, article_id: int) -> dict[str, Any]:
     """Count the attempt and read the article in one committed statement, then process it and
-    write the outcome in one more: two round trips on a warm connection.
+    write the outcome in one more: four round trips on a warm connection.
 
     The count survives a crash of the work (so an article that kills its process stops being
     retried after `MAX_ATTEMPTS`), and the article stays `pending` meanwhile, so a redelivery
@@ -92,9 +92,11 @@ async def process_article(session: AsyncSession, article_id: int) -> dict[str, A
     """
     policy = claim_policy()
     token = uuid.uuid4().hex
-    # Each of the two statements commits on its own: no BEGIN or COMMIT round trips around
-    # them (`autocommit_next`; behind PgBouncer they keep their transaction).
-    await engine.autocommit_next(session)
+    # In a transaction of its own, not in autocommit: were the worker process killed while the
+    # statement waits on the row's lock, PostgreSQL would still run it once the lock frees and,
+    # in autocommit, commit it before noticing the client is gone: a dead delivery's token would
+    # replace a live one's and that write would be lost. Inside BEGIN it is rolled back
+    # (tests/reliability/test_crashes.py::test_prefork_child_killed_mid_task...).
     attempt = await queries.count_attempt(
         session,
         article_id=article_id,
@@ -107,6 +109,8 @@ async def process_article(session: AsyncSession, article_id: int) -> dict[str, A
         return {"article_id": article_id, "status": "failed", "word_count": None}
     if attempt is not None and attempt.article is not None:
         outcome = decide(attempt.article)
+        # One statement needs no transaction around it: a zombie write (the same race) writes
+        # nothing, since it counts only while its own token holds.
         await engine.autocommit_next(session)
         written = await queries.write_outcomes(
             session, token=token, outcomes=[outcome], held_as="pending"

@@ -24,6 +24,7 @@ SAMPLES: dict[str, list[float]] = {
     "bridge_async_to_sync": [400],
     "bridge_nullpool": [400],
     "bridge_loop": [90],
+    "bridge_loop_inline": [15],
     "bridge_floor": [20],
     "rss_nullpool_before": [100],
     "rss_nullpool_after": [104],
