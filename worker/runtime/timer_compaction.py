@@ -1,17 +1,17 @@
-"""Cancelled timers leave kombu's timer heap at once, not when they would have fired.
+"""Cancelled timers leave kombu's timer heap within a bounded number of insertions.
 
-Under prefork, with time limits, the worker's main process schedules two timers per task on its
-event loop (the soft and the hard limit: `AsynPool._on_timeout_set`) and cancels them when the
-task ends. kombu's `Timer.cancel` only marks an entry; the entry, and the job it references, stay
-in the heap until their time comes, `TASK_TIME_LIMIT` (360 s) later. So the main process held
-about rate x 360 x 2 dead entries: in the memory soak it grew 110 -> 138 MB over its first 80,000
-`process_article` tasks (275 tasks/s) before levelling off, and tracemalloc put the growth in
-`Timer.enter_after` under `asynpool._on_timeout_set`. A higher rate or a longer limit raises
-that level.
+Under prefork, with time limits, the worker's main process schedules a timer per task on its
+event loop (the soft time limit: `AsynPool._on_timeout_set`) and cancels it when the task ends
+(`Entry.cancel`, which only marks the entry). The entry, its arguments and the scheduling tuple
+stay in kombu's heap until the time comes, `TASK_SOFT_TIME_LIMIT` (300 s) later: about 0.4 KB a
+task, rate x 300 s of them. In the memory soak (loop bridge, 275 tasks/s) the main process grew
+110 -> 138 MB over its first 80,000 tasks, 300 s of them, then stayed there to 200,000; a higher
+rate or a longer limit raises that level.
 
-The fix, as event loops elsewhere do it (socketry/io-event #181): count cancellations, and once
-they are at least half of the heap, rebuild the heap from the live entries. Cancelling stays O(1)
-amortized, and dead entries never outnumber live ones (plus a floor of `COMPACT_AFTER`).
+The fix, as other event loops do it (socketry/io-event #181): when the heap has doubled since it
+last held only live entries, rebuild it from the live ones. kombu's timer never learns about a
+cancellation (the entry marks itself), so the check sits where entries are added: O(1) amortized
+per timer, and dead entries never number more than the live ones plus `COMPACT_AFTER`.
 """
 
 from __future__ import annotations
@@ -23,27 +23,26 @@ from kombu.asynchronous.timer import Timer
 
 from worker.runtime.kombu_fixes import patch
 
-# Below this many cancellations since the last rebuild, never rebuild: small heaps cost nothing.
+# Never rebuild a heap smaller than this: small heaps cost nothing.
 COMPACT_AFTER = 1000
-_CANCELLED = "_articles_cancelled"
+_NEXT = "_articles_compact_at"
 
 
 def _compacting(original: Any) -> Any:
-    def cancel(self: Any, tref: Any) -> None:
-        original(self, tref)
-        cancelled = getattr(self, _CANCELLED, 0) + 1
+    def enter(self: Any, eta: float, priority: int, entry: Any, *args: Any) -> Any:
+        result = original(self, eta, priority, entry, *args)
         queue: list[Any] = self._queue
-        if cancelled >= COMPACT_AFTER and 2 * cancelled >= len(queue):
+        if len(queue) >= getattr(self, _NEXT, COMPACT_AFTER):
             live = [event for event in queue if not event.entry.canceled]
             heapq.heapify(live)
             # In place: `Timer.__iter__` holds the list itself, and re-reads its head each step.
             queue[:] = live
-            cancelled = 0
-        setattr(self, _CANCELLED, cancelled)
+            setattr(self, _NEXT, max(COMPACT_AFTER, 2 * len(live)))
+        return result
 
-    return cancel
+    return enter
 
 
 def install() -> None:
-    """Make `Timer.cancel` rebuild the heap when cancelled entries reach half of it. Idempotent."""
-    patch(Timer, "cancel", _compacting)
+    """Make kombu's `Timer` drop cancelled entries as it grows. Idempotent."""
+    patch(Timer, "_enter", _compacting)
