@@ -256,10 +256,6 @@ async def count_attempt(
     return Attempt(Claimed(id=row.id, body=row.body, attempts=row.attempts))
 
 
-def _claimable(session: AsyncSession, lease_seconds: float) -> ColumnElement[bool]:
-    return or_(Article.status == "pending", _retryable(session, lease_seconds))
-
-
 async def _claim(session: AsyncSession, where: ColumnElement[bool], token: str) -> list[Claimed]:
     stmt = (
         update(Article)

@@ -18,7 +18,6 @@ Loaded by workers through `include` in celeryconfig.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from celery.signals import task_failure, task_postrun, task_prerun
 
 from articles_client.errors import InvalidPayload, PoisonJob
+from articles_client.queues import is_amqp
 from worker.runtime import retry_policy
 from worker.runtime.deadletters import entry as entries
 from worker.runtime.deadletters.factory import current_counter, current_store
@@ -45,10 +45,6 @@ _quorum_counted: set[str] = set()
 _counts: dict[str, int] = {}
 # The task ids among them whose count is in the store, to be dropped when they end.
 _stored: set[str] = set()
-# Brokers whose kombu transport flags redeliveries: RabbitMQ natively, and kombu's Redis
-# transport on every restore (visibility timeout, reject with requeue, a closed channel).
-# kombu's SQLAlchemy transport (the embedded default) does not: there every delivery is stored.
-_FLAGGING_SCHEMES = frozenset({"redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp"})
 
 
 def deliveries_of(task_id: str) -> int:
@@ -70,15 +66,18 @@ def _quorum_deliveries(task: Any) -> int:
     return int(getattr(request, QUORUM_COUNT_HEADER, None) or 0) + 1
 
 
-@functools.cache
-def _flags_redeliveries(broker_url: str) -> bool:
-    first = broker_url.split(";", 1)[0].strip()
-    return first.split("://", 1)[0].split("+", 1)[0].lower() in _FLAGGING_SCHEMES
-
-
 def _flagging_broker(task: Any) -> bool:
+    """True when the task's broker flags redeliveries: RabbitMQ natively, kombu's Redis transport
+    on every restore (visibility timeout, reject with requeue, a closed channel). kombu's
+    SQLAlchemy transport (the embedded default) does not: there every delivery is stored."""
     url = getattr(getattr(task, "app", None), "conf", {}).get("broker_url")
-    return isinstance(url, str) and _flags_redeliveries(url)
+    return isinstance(url, str) and (is_amqp(url) or url.startswith(("redis://", "rediss://")))
+
+
+def _first_not_stored(task: Any) -> int:
+    """What the store's count lacks: on a flagging broker it holds only the redeliveries that
+    started, and the first delivery is the one more."""
+    return 1 if _flagging_broker(task) else 0
 
 
 def _redelivered(task: Any) -> bool:
@@ -100,17 +99,14 @@ def _count_delivery(task_id: str | None = None, task: Any = None, **_: Any) -> N
         setattr(task.request, _STARTED_ATTR, time.time())
     try:
         counter = current_counter()
-        flagging = counter is not None and _flagging_broker(task)
-        if counter is not None and flagging and not _redelivered(task):
-            _counts[task_id] = 1  # nothing earlier to count, nothing stored
-        elif counter is not None:
-            # Stored: the deliveries that started (on a flagging broker, the redeliveries only:
-            # the first delivery is the one more).
-            _counts[task_id] = counter.delivered(task_id) + (1 if flagging else 0)
-            _stored.add(task_id)
-        else:
+        if counter is None:
             _counts[task_id] = _quorum_deliveries(task)
             _quorum_counted.add(task_id)
+        elif _flagging_broker(task) and not _redelivered(task):
+            _counts[task_id] = 1  # nothing earlier to count, nothing stored
+        else:
+            _counts[task_id] = counter.delivered(task_id) + _first_not_stored(task)
+            _stored.add(task_id)
     except Exception as exc:
         # A store that cannot be reached must not stop the work; only the crash cap is lost.
         log.warning("could not count this delivery: %s: %s", type(exc).__name__, exc)
@@ -153,8 +149,7 @@ def _dead_letter(
         if ran_here or counter is None:
             deliveries = deliveries_of(task_id)
         else:
-            flagging = _flagging_broker(sender)
-            deliveries = counter.deliveries(task_id) + (1 if flagging else 0)
+            deliveries = counter.deliveries(task_id) + _first_not_stored(sender)
         entry = _entry(sender, task_id, exception, args, kwargs, request, deliveries)
         current_store().add(entry)
         if not ran_here and counter is not None:
