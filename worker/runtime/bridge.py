@@ -147,6 +147,15 @@ class _Call(Generic[T]):
         return self.finished.wait(timeout)
 
 
+def _log_abandoned(timeout: float, exc: BaseException) -> None:
+    log.error(
+        "bridge: coroutine still running %.1fs after cancellation (%s); its connection "
+        "is abandoned",
+        timeout,
+        type(exc).__name__,
+    )
+
+
 def _guarded(call: _Call[T], start: Callable[[], T], timeout: float) -> T:
     try:
         return start()
@@ -154,12 +163,7 @@ def _guarded(call: _Call[T], start: Callable[[], T], timeout: float) -> T:
         # The waiting thread was interrupted (soft time limit, KeyboardInterrupt) or the
         # coroutine failed. Either way, make sure it is not still running before we re-raise.
         if not call.cancel_and_wait(timeout):
-            log.error(
-                "bridge: coroutine still running %.1fs after cancellation (%s); its connection "
-                "is abandoned",
-                timeout,
-                type(exc).__name__,
-            )
+            _log_abandoned(timeout, exc)
         raise
 
 
@@ -439,12 +443,7 @@ class LoopBridge:
         except BaseException as again:
             log.error("bridge: cancelling the interrupted call failed: %r", again)
         if not task.done():
-            log.error(
-                "bridge: coroutine still running %.1fs after cancellation (%s); its connection "
-                "is abandoned",
-                self._timeout,
-                type(exc).__name__,
-            )
+            _log_abandoned(self._timeout, exc)
 
     def _abandon(self, call: _LoopCall[Any], exc: BaseException) -> None:
         """The waiting thread was interrupted: cancel the call and wait (bounded) for it."""
@@ -453,12 +452,7 @@ class LoopBridge:
         except RuntimeError:  # the loop is closed: nothing runs on it any more
             return
         if not call.done.acquire(timeout=self._timeout):
-            log.error(
-                "bridge: coroutine still running %.1fs after cancellation (%s); its connection "
-                "is abandoned",
-                self._timeout,
-                type(exc).__name__,
-            )
+            _log_abandoned(self._timeout, exc)
 
     def run_in_session(self, fn: SessionFn[T], *, soft_limit: float | None = None) -> T:
         return self.run(lambda: _in_session(self._engine, self._maker, fn), soft_limit=soft_limit)
